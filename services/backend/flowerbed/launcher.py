@@ -1,0 +1,251 @@
+"""Starts and stops a local federation: real Flower processes, one log file each.
+
+Every process gets its own process group, so stopping one also ends what it spawned
+(superexec → flwr-serverapp / flwr-clientapp): no orphans after Ctrl-C or SIGTERM.
+The federation is described in `<data dir>/federation.json` so other commands
+(`flowerbed train`, `flowerbed down`, tests) can find and reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from flowerbed.flower_control import FlowerControl
+from flowerbed.topology import Ports, ProcessSpec, local_processes
+
+STATE_FILE = "federation.json"
+
+
+def flower_env(data_dir: Path) -> dict[str, str]:
+    """Environment for every Flower process: offline, private FLWR_HOME, our caches."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "FLWR_HOME": str(data_dir / "flwr-home"),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": os.environ.get("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1"),
+        "FLOWERBED_CACHE_DIR": str(data_dir / "cache"),
+        "FLOWERBED_MODEL_STORE": str(data_dir / "models"),
+        "FLOWERBED_DATA_DIR": str(data_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def write_flwr_config(data_dir: Path, superlink_port: int) -> None:
+    """A project-local FLWR_HOME whose default connection is this SuperLink."""
+    home = data_dir / "flwr-home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "flowerbed"\n\n[superlink.flowerbed]\naddress = "127.0.0.1:{superlink_port}"\ninsecure = true\n'
+    )
+
+
+@dataclass
+class RunningProcess:
+    name: str
+    role: str
+    pid: int
+    log: str
+
+
+@dataclass
+class Federation:
+    data_dir: str
+    superlink_url: str
+    num_nodes: int
+    owner_pid: int
+    processes: list[RunningProcess] = field(default_factory=list)
+
+    def save(self) -> None:
+        path = Path(self.data_dir) / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, data_dir: Path) -> Federation | None:
+        path = data_dir / STATE_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        raw["processes"] = [RunningProcess(**p) for p in raw.get("processes", [])]
+        return cls(**raw)
+
+    def alive(self) -> bool:
+        return bool(self.processes) and all(_pid_alive(p.pid) for p in self.processes)
+
+    def control(self) -> FlowerControl:
+        return FlowerControl(self.superlink_url)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start(
+    data_dir: Path,
+    num_nodes: int,
+    ports: Ports | None = None,
+    wait_timeout: float = 60.0,
+    extra_env: dict[str, str] | None = None,
+) -> Federation:
+    """Start SuperLink, serverapp superexec, N SuperNodes and their clientapp superexecs."""
+    ports = ports or Ports()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    (data_dir / "state").mkdir(exist_ok=True)
+    write_flwr_config(data_dir, ports.superlink)
+    env = {**os.environ, **flower_env(data_dir), **(extra_env or {})}
+    federation = Federation(
+        data_dir=str(data_dir),
+        superlink_url=f"127.0.0.1:{ports.superlink}",
+        num_nodes=num_nodes,
+        owner_pid=os.getpid(),
+    )
+    try:
+        for spec in local_processes(num_nodes, ports, str(data_dir / "state" / "state.db")):
+            federation.processes.append(_spawn(spec, env, logs))
+            federation.save()
+            if spec.role == "superlink":
+                _wait_for_superlink(federation, wait_timeout)
+        _wait_for_nodes(federation, num_nodes, wait_timeout)
+    except BaseException:
+        stop(federation)
+        raise
+    return federation
+
+
+def _spawn(spec: ProcessSpec, env: dict[str, str], logs: Path) -> RunningProcess:
+    log_path = logs / f"{spec.name}.log"
+    proc_env = {**env, **spec.env}
+    if spec.role == "superexec-clientapp":
+        # Several ClientApps share the cores; one BLAS thread each avoids oversubscription.
+        proc_env.setdefault("FLOWERBED_TORCH_THREADS", "1")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            spec.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=proc_env,
+            start_new_session=True,
+        )
+    return RunningProcess(spec.name, spec.role, proc.pid, str(log_path))
+
+
+def _wait_for_superlink(federation: Federation, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    control = federation.control()
+    while True:
+        try:
+            control.list_nodes()
+            return
+        except Exception as exc:  # connection refused until it listens
+            _check_alive(federation)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"SuperLink did not answer within {timeout:.0f}s: {exc}") from exc
+            time.sleep(0.2)
+
+
+def _wait_for_nodes(federation: Federation, num_nodes: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    control = federation.control()
+    while (online := control.online_node_count()) < num_nodes:
+        _check_alive(federation)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {online}/{num_nodes} SuperNodes connected within {timeout:.0f}s")
+        time.sleep(0.25)
+
+
+def _check_alive(federation: Federation) -> None:
+    for p in federation.processes:
+        if not _pid_alive(p.pid) or _is_zombie(p.pid):
+            raise RuntimeError(f"{p.name} exited during start-up; see {p.log}")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return False
+
+
+# Stop order: ClientApp side first, then the ServerApp side, the SuperLink last, so
+# SuperNodes can still tell the SuperLink they are leaving (otherwise a restarted
+# federation sees stale "online" nodes until their heartbeats expire).
+_STOP_TIERS = (("superexec-clientapp", "supernode"), ("superexec-serverapp",), ("superlink",))
+
+
+def stop(federation: Federation, grace: float = 10.0) -> None:
+    """SIGTERM each tier's process groups, SIGKILL what outlives grace; no orphans."""
+    known = {role for tier in _STOP_TIERS for role in tier}
+    tiers = [[p.pid for p in federation.processes if p.role in tier] for tier in _STOP_TIERS]
+    tiers.append([p.pid for p in federation.processes if p.role not in known])
+    for groups in tiers:
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for pgid in groups:
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                _reap(pgid)
+                time.sleep(0.05)
+            if _group_alive(pgid):
+                _signal_group(pgid, signal.SIGKILL)
+            _reap(pgid)
+    state = Path(federation.data_dir) / STATE_FILE
+    current = Federation.load(Path(federation.data_dir))
+    if current and current.owner_pid == federation.owner_pid:
+        state.unlink(missing_ok=True)
+
+
+def kill_process(proc: RunningProcess) -> None:
+    """SIGKILL one process group (fault-injection in tests, `flowerbed` never does this)."""
+    _signal_group(proc.pid, signal.SIGKILL)
+    _reap(proc.pid)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A group whose only members are our unreaped zombies is dead for our purposes.
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,1 @@
+"""Flowerbed's Flower App: ServerApp, ClientApp and the ML task they share."""

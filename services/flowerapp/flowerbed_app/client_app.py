@@ -1,0 +1,124 @@
+"""ClientApp: local training on this SuperNode's partition.
+
+Flower starts a new process for every message, so this module keeps its import
+cost near `import torch` (no `datasets`/`flwr_datasets` unless the partition cache
+misses) and carries its evaluation of the received global model inside the train
+reply: one message phase per round instead of two.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from flowerbed_app.models import create_model
+from flowerbed_app.partition_cache import Partition, PartitionSpec, load_partition
+from flowerbed_app.process_clock import process_started_at
+from flowerbed_app.run_settings import RunSettings
+from flowerbed_app.training import evaluate, train
+
+MODULE_LOADED_AT = time.time()
+app = ClientApp()
+
+if threads := int(os.environ.get("FLOWERBED_TORCH_THREADS", "0")):
+    # Several ClientApps share two cores; oversubscribed BLAS threads slow all of them.
+    torch.set_num_threads(threads)
+
+
+def _node(context: Context) -> tuple[int, int]:
+    try:
+        return int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
+    except KeyError as exc:
+        raise ValueError(
+            f"SuperNode is missing node-config {exc}; start it with --node-config 'partition-id=<i> num-partitions=<n>'"
+        ) from None
+
+
+def _partition(settings: RunSettings, context: Context) -> tuple[int, Partition]:
+    partition_id, num_partitions = _node(context)
+    spec = PartitionSpec(
+        source=settings.dataset,
+        partitioner=settings.partitioner,
+        num_partitions=num_partitions,
+        partition_id=partition_id,
+        alpha=settings.alpha,
+        seed=settings.seed,
+        validation_fraction=settings.validation_fraction,
+    )
+    return partition_id, load_partition(spec)
+
+
+def _global_model(settings: RunSettings, msg: Message) -> torch.nn.Module:
+    model = create_model(settings.model)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    return model
+
+
+@app.train()
+def train_fn(msg: Message, context: Context) -> Message:
+    handler_started = time.time()
+    settings = RunSettings.from_run_config(context.run_config)
+    config = msg.content["config"]
+    server_round = int(config.get("server-round", 0))
+    partition_id, part = _partition(settings, context)
+    model = _global_model(settings, msg)
+    val_loss, val_accuracy = evaluate(model, part.x_val, part.y_val)
+
+    x, y = part.x_train, part.y_train
+    if settings.max_train_examples:
+        x, y = x[: settings.max_train_examples], y[: settings.max_train_examples]
+    result = train(
+        model,
+        x,
+        y,
+        learning_rate=float(config.get("learning-rate", settings.learning_rate)),
+        momentum=float(config.get("momentum", settings.momentum)),
+        epochs=int(config.get("local-epochs", settings.local_epochs)),
+        batch_size=int(config.get("batch-size", settings.batch_size)),
+        seed=settings.seed * 100_003 + server_round * 1_009 + partition_id,
+    )
+    metrics = MetricRecord(
+        {
+            "num-examples": result.num_examples,
+            "train-loss": result.loss,
+            "train-accuracy": result.accuracy,
+            "train-seconds": result.seconds,
+            "train-steps": result.steps,
+            "val-loss": val_loss,
+            "val-accuracy": val_accuracy,
+            "val-examples": len(part.y_val),
+        }
+    )
+    client = _client_record(partition_id, handler_started)
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics, "client": client})
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate_fn(msg: Message, context: Context) -> Message:
+    handler_started = time.time()
+    settings = RunSettings.from_run_config(context.run_config)
+    partition_id, part = _partition(settings, context)
+    model = _global_model(settings, msg)
+    loss, accuracy = evaluate(model, part.x_val, part.y_val)
+    metrics = MetricRecord({"num-examples": len(part.y_val), "eval-loss": loss, "eval-accuracy": accuracy})
+    client = _client_record(partition_id, handler_started)
+    return Message(content=RecordDict({"metrics": metrics, "client": client}), reply_to=msg)
+
+
+def _client_record(partition_id: int, handler_started: float) -> ConfigRecord:
+    """Who answered, and the wall-clock timeline of this short-lived process."""
+    return ConfigRecord(
+        {
+            "partition-id": partition_id,
+            "pid": os.getpid(),
+            "t-process-start": process_started_at(),
+            "t-module-loaded": MODULE_LOADED_AT,
+            "t-handler-start": handler_started,
+            "t-reply": time.time(),
+        }
+    )

@@ -1,0 +1,116 @@
+"""Per-client partitions of the training set, computed once and cached as .npz.
+
+A ClientApp process lives for one message, so anything it computes is lost. The
+first process to need a partition builds it with flwr-datasets' partitioners
+(imported lazily: they pull in `datasets`, pandas and pyarrow, ~2 s of imports)
+and writes it atomically; every later process loads it with `np.load` in
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flowerbed_app.fashion_mnist import load_split
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    source: str
+    partitioner: str
+    num_partitions: int
+    partition_id: int
+    alpha: float
+    seed: int
+    validation_fraction: float
+
+    def cache_key(self) -> str:
+        blob = json.dumps({"v": CACHE_VERSION, **self.__dict__}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Partition:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FLOWERBED_CACHE_DIR") or Path.home() / ".cache" / "flowerbed")
+
+
+def load_partition(spec: PartitionSpec) -> Partition:
+    """Load one client's train/validation arrays, building the cache on a miss."""
+    if not 0 <= spec.partition_id < spec.num_partitions:
+        raise ValueError(f"partition-id {spec.partition_id} outside 0..{spec.num_partitions - 1}")
+    path = cache_dir() / "partitions" / f"{spec.cache_key()}.npz"
+    if not path.is_file():
+        _atomic_savez(path, **_build_partition(spec))
+    with np.load(path) as data:
+        return Partition(data["x_train"], data["y_train"], data["x_val"], data["y_val"])
+
+
+def load_test_split(source: str) -> tuple[np.ndarray, np.ndarray]:
+    """The global test split for centralized evaluation, cached like partitions."""
+    key = hashlib.sha256(f"{CACHE_VERSION}:{source}".encode()).hexdigest()[:24]
+    path = cache_dir() / "test" / f"{key}.npz"
+    if not path.is_file():
+        x, y = load_split(source, "test")
+        _atomic_savez(path, x=x, y=y)
+    with np.load(path) as data:
+        return data["x"], data["y"]
+
+
+def partition_indices(labels: np.ndarray, spec: PartitionSpec) -> np.ndarray:
+    """Indices of the training set that belong to this partition (flwr-datasets)."""
+    from datasets import Dataset  # lazy: cache miss only
+    from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner
+
+    if spec.partitioner == "iid":
+        partitioner = IidPartitioner(num_partitions=spec.num_partitions)
+    elif spec.partitioner == "dirichlet":
+        partitioner = DirichletPartitioner(
+            num_partitions=spec.num_partitions,
+            partition_by="label",
+            alpha=spec.alpha,
+            seed=spec.seed,
+            min_partition_size=0,
+        )
+    else:
+        raise ValueError(f"unknown partitioner {spec.partitioner!r}; valid: iid, dirichlet")
+    partitioner.dataset = Dataset.from_dict({"idx": np.arange(len(labels)), "label": labels})
+    return np.asarray(partitioner.load_partition(spec.partition_id)["idx"], dtype=np.int64)
+
+
+def _build_partition(spec: PartitionSpec) -> dict[str, np.ndarray]:
+    x, y = load_split(spec.source, "train")
+    idx = partition_indices(y, spec)
+    rng = np.random.default_rng(spec.seed + spec.partition_id)
+    idx = idx[rng.permutation(len(idx))]
+    n_val = round(len(idx) * spec.validation_fraction)
+    val, train = idx[:n_val], idx[n_val:]
+    return {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val]}
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    """Write then rename, so concurrent ClientApps never read a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,157 @@
+"""ServerApp: Flower's strategy plus centralized evaluation, checkpoints and events.
+
+Per round: one train phase on the SuperNodes (their evaluation of the global model
+rides in the train replies), Flower's aggregation, centralized evaluation on the
+test split, a checkpoint, and one `round_finished` event on stdout.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+from flowerbed_app import checkpoints
+from flowerbed_app.fashion_mnist import check_source
+from flowerbed_app.fast_grid import FastPollGrid
+from flowerbed_app.models import create_model
+from flowerbed_app.partition_cache import load_test_split
+from flowerbed_app.progress_events import EventEmitter
+from flowerbed_app.run_settings import RunSettings
+from flowerbed_app.strategy_wrapper import RoundRecord, instrument, wait_for_nodes
+from flowerbed_app.training import evaluate, seeded_model
+
+app = ServerApp()
+
+STRATEGIES = {"fedavg": FedAvg}
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    raw_run_id = str(context.run_config.get("flowerbed-run-id", "") or "")
+    events = EventEmitter(raw_run_id or f"flwr-{context.run_id}", context.run_id)
+    try:
+        settings = RunSettings.from_run_config(context.run_config)
+        events.emit("run_started", config=settings.to_run_config())
+        _run(grid, context, settings, events)
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, Exception) else type(exc).__name__
+        events.emit("run_failed", reason=reason, error_type=type(exc).__name__)
+        raise
+
+
+def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitter) -> None:
+    check_source(settings.dataset)
+    random.seed(settings.seed)  # Flower samples nodes with `random`: reproducible selection
+    store = Path(settings.model_store) if settings.model_store else checkpoints.default_store()
+    run_key = events.run_id
+
+    model = seeded_model(lambda: create_model(settings.model), settings.seed)
+    round_offset = 0
+    if settings.resume_from:
+        meta = checkpoints.find_checkpoint(store, settings.resume_from)
+        if meta.get("model") != settings.model:
+            raise ValueError(
+                f"resume-from: checkpoint {meta['model_id']} holds a {meta.get('model')!r} model, not {settings.model!r}"
+            )
+        model.load_state_dict(checkpoints.load_state_dict(meta))
+        round_offset = int(meta["round"])
+
+    x_test, y_test = load_test_split(settings.dataset)
+    needed = max(settings.min_available_nodes, settings.min_nodes)
+    wait_for_nodes(grid, needed, settings.node_wait_timeout, events)
+
+    strategy = instrument(STRATEGIES[settings.strategy])(
+        fraction_train=settings.fraction_train,
+        fraction_evaluate=settings.fraction_evaluate,
+        min_train_nodes=settings.min_nodes,
+        min_evaluate_nodes=settings.min_nodes,
+        min_available_nodes=settings.min_available_nodes,
+        events=events,
+        needed_nodes=needed,
+        node_wait_timeout=settings.node_wait_timeout,
+        evaluate_every=settings.evaluate_every,
+        round_offset=round_offset,
+    )
+    eval_model = create_model(settings.model)
+    final: dict[str, Any] = {}
+
+    def evaluate_and_checkpoint(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        eval_model.load_state_dict(arrays.to_torch_state_dict())
+        loss, accuracy = evaluate(eval_model, x_test, y_test)
+        if server_round == 0:
+            return MetricRecord({"accuracy": accuracy, "loss": loss})
+        record: RoundRecord = strategy.current(server_round)
+        record.mark("evaluated_centralized")
+        meta = checkpoints.save_checkpoint(
+            store,
+            run_key,
+            record.round,
+            eval_model.state_dict(),
+            {
+                "run_id": run_key,
+                "flower_run_id": context.run_id,
+                "model": settings.model,
+                "metrics": {"accuracy": accuracy, "loss": loss, **record.train_metrics},
+                "config": settings.to_run_config(),
+            },
+        )
+        record.mark("checkpointed")
+        events.emit(
+            "checkpoint_saved",
+            round=record.round,
+            model_id=meta["model_id"],
+            path=meta["path"],
+            sha256=meta["sha256"],
+            size=meta["size"],
+        )
+        final.update(accuracy=accuracy, loss=loss, round=record.round)
+        events.emit(
+            "round_finished",
+            round=record.round,
+            accuracy=accuracy,
+            loss=loss,
+            train=record.train_metrics,
+            federated_evaluation=record.federated_eval,
+            clients=sorted(record.clients, key=lambda c: c.get("partition_id", 0)),
+            failures=record.failures,
+            selected=record.selected,
+            seconds=round(time.time() - record.started, 3),
+            timeline=record.timeline,
+            model_id=meta["model_id"],
+        )
+        return MetricRecord({"accuracy": accuracy, "loss": loss})
+
+    train_config = ConfigRecord(
+        {
+            "learning-rate": settings.learning_rate,
+            "momentum": settings.momentum,
+            "local-epochs": settings.local_epochs,
+            "batch-size": settings.batch_size,
+            "traceparent": settings.traceparent,
+        }
+    )
+    started = time.time()
+    strategy.start(
+        grid=FastPollGrid(grid),  # type: ignore[arg-type]
+        initial_arrays=ArrayRecord(model.state_dict()),
+        num_rounds=settings.num_server_rounds,
+        timeout=settings.round_timeout,
+        train_config=train_config,
+        evaluate_fn=evaluate_and_checkpoint,
+    )
+    if "round" not in final:
+        raise RuntimeError("no round completed")
+    events.emit(
+        "run_finished",
+        status="completed",
+        accuracy=final["accuracy"],
+        loss=final["loss"],
+        rounds=final["round"],
+        seconds=round(time.time() - started, 3),
+    )

@@ -1,0 +1,167 @@
+"""Wraps any Flower strategy class with Flowerbed's round bookkeeping.
+
+We subclass the strategy Flower ships (never fork it) and only observe: how long we
+wait for nodes (bounded, unlike Flower's own endless wait), who was selected, each
+client's reply or failure, the per-phase timeline, and whether the separate
+federated-evaluation phase runs this round. Aggregation stays Flower's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from flowerbed_app.progress_events import EventEmitter
+
+
+class NodeWaitTimeout(RuntimeError):
+    """Too few SuperNodes connected within node-wait-timeout."""
+
+
+@dataclass
+class RoundRecord:
+    """Everything observed about one round; becomes the round_finished event."""
+
+    round: int
+    started: float = field(default_factory=time.time)
+    selected: list[int] = field(default_factory=list)
+    clients: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    federated_eval: dict[str, float] = field(default_factory=dict)
+    timeline: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, phase: str) -> None:
+        self.timeline[phase] = round(time.time() - self.started, 3)
+
+
+def wait_for_nodes(grid: Grid, needed: int, timeout: float, events: EventEmitter) -> list[int]:
+    """Block until `needed` nodes are connected, emitting progress; raise after timeout."""
+    deadline = time.monotonic() + timeout
+    last_count = -1
+    while True:
+        nodes = list(grid.get_node_ids())
+        if len(nodes) >= needed:
+            return nodes
+        if len(nodes) != last_count:
+            events.emit("waiting_for_nodes", connected=len(nodes), needed=needed, timeout=timeout)
+            last_count = len(nodes)
+        if time.monotonic() >= deadline:
+            raise NodeWaitTimeout(
+                f"waiting for nodes timed out: {len(nodes)}/{needed} SuperNodes connected after "
+                f"{timeout:.0f}s — start more SuperNodes or lower min-available-nodes"
+            )
+        time.sleep(0.5)
+
+
+def _snake(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def _metrics_of(msg: Message) -> dict[str, float]:
+    records = msg.content.metric_records
+    return {_snake(k): float(v) for record in records.values() for k, v in record.items()} if records else {}
+
+
+def _client_of(msg: Message) -> dict[str, Any]:
+    info: dict[str, Any] = {"node_id": msg.metadata.src_node_id}
+    if "client" in msg.content.config_records:
+        info.update({_snake(k): v for k, v in msg.content["client"].items()})
+    return info
+
+
+def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
+    """A subclass of `strategy_cls` that records rounds into `self.rounds`."""
+
+    class Instrumented(strategy_cls):  # type: ignore[valid-type, misc]
+        def __init__(
+            self,
+            *args: Any,
+            events: EventEmitter,
+            needed_nodes: int,
+            node_wait_timeout: float,
+            evaluate_every: int,
+            round_offset: int = 0,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self.events = events
+            self.needed_nodes = needed_nodes
+            self.node_wait_timeout = node_wait_timeout
+            self.evaluate_every = evaluate_every
+            self.round_offset = round_offset
+            self.rounds: dict[int, RoundRecord] = {}
+            self._grid: Grid | None = None
+
+        def _node_of(self, reply: Message) -> int:
+            """The node a reply is about; SuperLink-made error replies come from the SuperLink."""
+            destinations = getattr(self._grid, "destinations", {})
+            return int(destinations.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id))
+
+        def current(self, server_round: int) -> RoundRecord:
+            return self.rounds.setdefault(server_round, RoundRecord(round=server_round + self.round_offset))
+
+        def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+            record = self.current(server_round)
+            self._grid = grid
+            wait_for_nodes(grid, self.needed_nodes, self.node_wait_timeout, self.events)
+            record.mark("nodes_ready")
+            messages = list(super().configure_train(server_round, arrays, config, grid))
+            record.selected = [m.metadata.dst_node_id for m in messages]
+            record.mark("train_sent")
+            self.events.emit("round_started", round=record.round, selected=record.selected)
+            return messages
+
+        def aggregate_train(
+            self, server_round: int, replies: Iterable[Message]
+        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+            record = self.current(server_round)
+            replies = list(replies)
+            record.mark("train_replies")
+            answered = set()
+            for msg in replies:
+                node_id = self._node_of(msg)
+                answered.add(node_id)
+                if msg.has_error():
+                    record.failures.append({"node_id": node_id, "phase": "train", "reason": msg.error.reason})
+                else:
+                    client = {**_client_of(msg), **_metrics_of(msg)}
+                    for key, value in list(client.items()):
+                        if key.startswith("t_"):  # wall clock → seconds since the round started
+                            client[key] = round(float(value) - record.started, 3)
+                    record.clients.append(client)
+            for node_id in record.selected:
+                if node_id not in answered:
+                    record.failures.append({"node_id": node_id, "phase": "train", "reason": "no reply before round-timeout"})
+            arrays, metrics = super().aggregate_train(server_round, replies)
+            record.train_metrics = {k: float(v) for k, v in (metrics or {}).items()}
+            record.mark("aggregated")
+            return arrays, metrics
+
+        def configure_evaluate(
+            self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+        ) -> Iterable[Message]:
+            if not self.evaluate_every or server_round % self.evaluate_every:
+                return []
+            return super().configure_evaluate(server_round, arrays, config, grid)
+
+        def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+            replies = list(replies)
+            record = self.current(server_round)
+            for msg in replies:
+                if msg.has_error():
+                    record.failures.append({"node_id": self._node_of(msg), "phase": "evaluate", "reason": msg.error.reason})
+            metrics = super().aggregate_evaluate(server_round, replies)
+            record.federated_eval = {k: float(v) for k, v in (metrics or {}).items()}
+            if replies:
+                record.mark("evaluated_federated")
+            return metrics
+
+    Instrumented.__name__ = Instrumented.__qualname__ = f"Flowerbed{strategy_cls.__name__}"
+    return Instrumented
