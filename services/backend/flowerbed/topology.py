@@ -1,11 +1,35 @@
-"""The local federation's processes, as argv lists.
+"""The local federation's processes, derived from compose.yaml.
 
-Local mode runs the same services as the compose stack, as processes on 127.0.0.1.
+compose.yaml is the one description of the topology. Local mode runs the same Flower
+services as processes on 127.0.0.1: each compose service's `org.flowerbed.local-role`
+label says what it is, and its `command:` gives the flags. Here we only swap container
+addresses for local ports and paths, and scale the SuperNode template to N nodes, so
+local mode and the container stack cannot drift apart (tests/test_topology.py).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# What runs locally per role, and the program each image's entrypoint is.
+LOCAL_ROLES = {
+    "superlink": "flower-superlink",
+    "superexec-serverapp": "flower-superexec",
+    "supernode": "flower-supernode",
+    "superexec-clientapp": "flower-superexec",
+}
+# Roles with a local counterpart that is not a Flower process.
+LOCAL_ELSEWHERE = {
+    "backend": "`flowerbed serve` (started by `flowerbed up`)",
+    "web": "the backend serves the built dashboard",
+}
+CONTAINER_ONLY = "container-only"
+ROLE_LABEL = "org.flowerbed.local-role"
 
 
 @dataclass(frozen=True)
@@ -25,66 +49,64 @@ class Ports:
         return self.supernode_base + index
 
 
-def local_processes(num_nodes: int, ports: Ports, state_db: str) -> list[ProcessSpec]:
+def compose_file() -> Path:
+    if env := os.environ.get("FLOWERBED_COMPOSE_FILE"):
+        return Path(env)
+    from flowerbed.paths import app_dir
+
+    return app_dir().parent.parent / "compose.yaml"
+
+
+def compose_services(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    return yaml.safe_load((path or compose_file()).read_text())["services"]
+
+
+def role_of(service: dict[str, Any]) -> str:
+    labels = service.get("labels") or {}
+    if isinstance(labels, list):  # compose also allows ["key=value", ...]
+        labels = dict(item.split("=", 1) for item in labels)
+    return str(labels.get(ROLE_LABEL, ""))
+
+
+def _by_role(services: dict[str, dict[str, Any]], role: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, svc) for name, svc in services.items() if role_of(svc) == role]
+
+
+def _set_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    if flag not in argv:
+        raise ValueError(f"compose command lacks {flag}: {argv}")
+    out = list(argv)
+    out[out.index(flag) + 1] = value
+    return out
+
+
+def local_processes(
+    num_nodes: int, ports: Ports, state_db: str, services: dict[str, dict[str, Any]] | None = None
+) -> list[ProcessSpec]:
+    """Local argv for SuperLink, serverapp executor and N SuperNodes with their executors."""
+    services = services if services is not None else compose_services()
     link = f"127.0.0.1:{ports.superlink}"
-    specs = [
-        ProcessSpec(
-            "superlink",
-            "superlink",
-            [
-                "flower-superlink",
-                "--insecure",
-                "--isolation",
-                "process",
-                "--database",
-                state_db,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports.superlink),
-                "--disable-runtime-dependency-installation",
-            ],
-        ),
-        ProcessSpec(
-            "superexec-serverapp",
-            "superexec-serverapp",
-            ["flower-superexec", "--insecure", "--plugin-type", "serverapp", "--runtime-api-address", link],
-        ),
-    ]
+    ((_, superlink),) = _by_role(services, "superlink")
+    ((_, serverapp),) = _by_role(services, "superexec-serverapp")
+    supernodes = _by_role(services, "supernode")
+    clientapps = _by_role(services, "superexec-clientapp")
+    if not supernodes or not clientapps:
+        raise ValueError("compose.yaml defines no supernode/superexec-clientapp service")
+
+    argv = [LOCAL_ROLES["superlink"], *superlink["command"]]
+    argv = _set_flag(_set_flag(_set_flag(argv, "--host", "127.0.0.1"), "--port", str(ports.superlink)), "--database", state_db)
+    specs = [ProcessSpec("superlink", "superlink", argv)]
+    argv = _set_flag([LOCAL_ROLES["superexec-serverapp"], *serverapp["command"]], "--runtime-api-address", link)
+    specs.append(ProcessSpec("superexec-serverapp", "superexec-serverapp", argv))
+
+    node_template = [LOCAL_ROLES["supernode"], *supernodes[0][1]["command"]]
+    client_template = [LOCAL_ROLES["superexec-clientapp"], *clientapps[0][1]["command"]]
     for i in range(num_nodes):
         port = ports.supernode(i)
-        specs.append(
-            ProcessSpec(
-                f"supernode-{i + 1}",
-                "supernode",
-                [
-                    "flower-supernode",
-                    "--insecure",
-                    "--superlink",
-                    link,
-                    "--isolation",
-                    "process",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--node-config",
-                    f"partition-id={i} num-partitions={num_nodes}",
-                ],
-            )
-        )
-        specs.append(
-            ProcessSpec(
-                f"superexec-clientapp-{i + 1}",
-                "superexec-clientapp",
-                [
-                    "flower-superexec",
-                    "--insecure",
-                    "--plugin-type",
-                    "clientapp",
-                    "--runtime-api-address",
-                    f"127.0.0.1:{port}",
-                ],
-            )
-        )
+        argv = _set_flag(node_template, "--superlink", link)
+        argv = _set_flag(_set_flag(argv, "--host", "127.0.0.1"), "--port", str(port))
+        argv = _set_flag(argv, "--node-config", f"partition-id={i} num-partitions={num_nodes}")
+        specs.append(ProcessSpec(f"supernode-{i + 1}", "supernode", argv))
+        argv = _set_flag(client_template, "--runtime-api-address", f"127.0.0.1:{port}")
+        specs.append(ProcessSpec(f"superexec-clientapp-{i + 1}", "superexec-clientapp", argv))
     return specs

@@ -1,0 +1,83 @@
+"""Shared fixtures: real local federations on free ports, cleaned up by process group."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flowerbed import launcher
+from flowerbed.topology import Ports
+
+# Backend fixtures (`backend`, `backend_factory`, `postgres_url`) for the API tests.
+pytest_plugins = ["backend_fixture"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET_DIR = "/usr/share/datasets/fashion-mnist"
+
+# Partitions are deterministic: keep them between test sessions (ms instead of s).
+os.environ.setdefault("FLOWERBED_CACHE_DIR", str(ROOT / ".flowerbed" / "test-cache"))
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_ports(count: int) -> int:
+    """First of `count` consecutive free ports (SuperNodes use base, base+1, …)."""
+    for _ in range(50):
+        base = free_port()
+        try:
+            sockets = []
+            for offset in range(count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + offset))
+                sockets.append(s)
+        except OSError:
+            continue
+        finally:
+            for s in locals().get("sockets", []):
+                s.close()
+        return base
+    raise RuntimeError("no block of free ports")
+
+
+FederationFactory = Callable[..., launcher.Federation]
+
+
+@pytest.fixture
+def start_federation(tmp_path: Path) -> Iterator[FederationFactory]:
+    """Start real federations inside this test; all are stopped at teardown."""
+    started: list[launcher.Federation] = []
+
+    def factory(num_nodes: int = 3, data_dir: Path | None = None, **kwargs: object) -> launcher.Federation:
+        directory = data_dir or tmp_path / f"federation-{len(started)}"
+        ports = Ports(superlink=free_port(), supernode_base=free_ports(num_nodes))
+        federation = launcher.start(directory, num_nodes, ports, extra_env=env_extra(), **kwargs)  # type: ignore[arg-type]
+        started.append(federation)
+        return federation
+
+    yield factory
+    for federation in reversed(started):
+        launcher.stop(federation)
+
+
+def env_extra() -> dict[str, str]:
+    return {"FLOWERBED_CACHE_DIR": os.environ["FLOWERBED_CACHE_DIR"]}
+
+
+@pytest.fixture(scope="session")
+def shared_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.Federation]:
+    """One 3-node federation for the tests that only need *a* federation."""
+    directory = tmp_path_factory.mktemp("shared-federation")
+    ports = Ports(superlink=free_port(), supernode_base=free_ports(3))
+    federation = launcher.start(directory, 3, ports, extra_env=env_extra())
+    yield federation
+    launcher.stop(federation)

@@ -1,0 +1,53 @@
+"""Run a training on a real federation and collect what the ServerApp reported."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowerbed.launcher import Federation
+from flowerbed.paths import app_dir
+from flowerbed.run_follower import follow
+
+
+@dataclass
+class RunOutcome:
+    flower_run_id: int
+    flower_status: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == kind]
+
+
+def run_training(
+    federation: Federation,
+    overrides: dict[str, Any],
+    on_event: Any = None,
+    timeout: float = 600.0,
+) -> RunOutcome:
+    """Start a run with these run-config overrides and follow it to its end."""
+    control = federation.control()
+    config = {
+        "flowerbed-run-id": uuid.uuid4().hex[:12],
+        "model-store": str(Path(federation.data_dir) / "models"),
+        **overrides,
+    }
+    flower_run_id = control.start_run(app_dir(), config)
+    outcome = RunOutcome(flower_run_id, "")
+
+    def record(event: dict[str, Any]) -> None:
+        outcome.events.append(event)
+        if on_event:
+            on_event(event)
+
+    timer = threading.Timer(timeout, lambda: control.stop_run(flower_run_id))
+    timer.start()
+    try:
+        outcome.flower_status = follow(control, flower_run_id, record)
+    finally:
+        timer.cancel()
+    return outcome

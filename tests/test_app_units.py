@@ -1,0 +1,181 @@
+"""Unit tests of the Flower App's pieces, on real data and real files (no Flower processes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flowerbed_app import checkpoints
+from flowerbed_app.fashion_mnist import DatasetMissingError, check_source, load_split
+from flowerbed_app.models import ResNet18, SimpleCNN, create_model
+from flowerbed_app.partition_cache import PartitionSpec, load_partition, partition_indices
+from flowerbed_app.progress_events import EventEmitter, parse_events
+from flowerbed_app.run_settings import RunSettings, SettingsError
+
+DATASET = "/usr/share/datasets/fashion-mnist"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dataset_loads_from_idx():
+    x, y = load_split(DATASET, "train")
+    assert x.shape == (60_000, 28, 28) and x.dtype == np.uint8
+    assert y.shape == (60_000,) and set(np.unique(y)) == set(range(10))
+    xt, _ = load_split(DATASET, "test")
+    assert xt.shape == (10_000, 28, 28)
+
+
+def test_missing_dataset_says_how_to_fix(tmp_path):
+    with pytest.raises(DatasetMissingError) as err:
+        check_source(str(tmp_path))
+    assert "apt-get install dataset-fashion-mnist" in str(err.value)
+    assert "zalando-datasets/fashion_mnist" in str(err.value)
+
+
+def test_simple_cnn_matches_seed_architecture():
+    model = SimpleCNN()
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert shapes["conv1.weight"] == (32, 1, 3, 3)
+    assert shapes["conv2.weight"] == (64, 32, 3, 3)
+    assert shapes["fc1.weight"] == (128, 9216)
+    assert shapes["fc2.weight"] == (10, 128)
+    out = model(torch.zeros(4, 1, 28, 28))
+    assert out.shape == (4, 10)
+    assert torch.allclose(out.exp().sum(1), torch.ones(4), atol=1e-5)  # log-softmax
+
+
+def test_resnet18_is_a_real_resnet18():
+    model = ResNet18()
+    blocks = [m for m in model.modules() if type(m).__name__ == "BasicBlock"]
+    assert len(blocks) == 8  # [2, 2, 2, 2]
+    assert 11_000_000 < sum(p.numel() for p in model.parameters()) < 11_300_000
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_unknown_model_lists_valid_ones():
+    with pytest.raises(ValueError, match="valid: cnn, resnet18"):
+        create_model("vgg")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"model": "vgg"}, "model"),
+        ({"partitioner": "shards"}, "partitioner"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": -1.0}, "alpha"),
+        ({"num-server-rounds": 0}, "num-server-rounds"),
+        ({"fraction-train": 0.0}, "fraction-train"),
+        ({"fraction-evaluate": 1.5}, "fraction-evaluate"),
+        ({"min-nodes": 3, "min-available-nodes": 2}, "min-available-nodes"),
+        ({"batch-size": 0}, "batch-size"),
+        ({"learning-rate": "fast"}, "learning-rate"),
+        ({"lerning-rate": 0.1}, "lerning-rate"),
+    ],
+)
+def test_run_settings_reject_bad_values_naming_the_key(overrides, key):
+    with pytest.raises(SettingsError) as err:
+        RunSettings.from_run_config(overrides)
+    assert err.value.key == key
+
+
+def test_run_settings_defaults_match_the_app_pyproject():
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "services/flowerapp/pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert RunSettings.from_run_config(declared).to_run_config() == RunSettings().to_run_config()
+    assert set(declared) == set(RunSettings().to_run_config())
+
+
+def _spec(partitioner: str, pid: int, n: int = 10, alpha: float = 0.5) -> PartitionSpec:
+    return PartitionSpec(DATASET, partitioner, n, pid, alpha, 42, 0.1)
+
+
+def test_iid_partitions_are_disjoint_and_cover_the_training_set():
+    _, y = load_split(DATASET, "train")
+    parts = [partition_indices(y, _spec("iid", i, 3)) for i in range(3)]
+    joined = np.concatenate(parts)
+    assert len(joined) == 60_000 and len(np.unique(joined)) == 60_000
+
+
+def test_dirichlet_partitions_are_label_skewed():
+    _, y = load_split(DATASET, "train")
+    low = [np.bincount(y[partition_indices(y, _spec("dirichlet", i, 5, 0.1))], minlength=10) for i in range(5)]
+    high = [np.bincount(y[partition_indices(y, _spec("dirichlet", i, 5, 100.0))], minlength=10) for i in range(5)]
+
+    def skew(counts):  # mean share of the most frequent label
+        return float(np.mean([c.max() / max(c.sum(), 1) for c in counts]))
+
+    assert skew(low) > 2 * skew(high)
+
+
+def test_partition_cache_is_reused_and_holds_a_validation_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWERBED_CACHE_DIR", str(tmp_path))
+    first = load_partition(_spec("iid", 1, 3))
+    files = list((tmp_path / "partitions").glob("*.npz"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    second = load_partition(_spec("iid", 1, 3))
+    assert files[0].stat().st_mtime_ns == mtime
+    assert np.array_equal(first.y_train, second.y_train)
+    assert len(first.y_val) == 2000 and len(first.y_train) == 18_000
+
+
+def test_checkpoint_roundtrip_and_tamper_detection(tmp_path):
+    model = create_model("cnn")
+    meta = checkpoints.save_checkpoint(tmp_path, "run1", 3, model.state_dict(), {"model": "cnn", "metrics": {}})
+    assert meta["model_id"] == "run1-round-0003"
+    assert not list(tmp_path.rglob("*.tmp"))
+    found = checkpoints.find_checkpoint(tmp_path, "run1-round-0003")
+    loaded = checkpoints.load_state_dict(found)
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    assert [m["model_id"] for m in checkpoints.list_checkpoints(tmp_path)] == ["run1-round-0003"]
+    with open(found["path"], "r+b") as f:
+        f.seek(-1, 2)
+        f.write(b"\x00" if f.read(1) != b"\x00" else b"\x01")
+    with pytest.raises(checkpoints.CheckpointError, match="sha256"):
+        checkpoints.load_state_dict(found)
+
+
+@pytest.mark.parametrize("bad", ["../etc-round-0001", "run", "run-round-x", "a/b-round-0001"])
+def test_model_ids_cannot_escape_the_store(bad):
+    with pytest.raises(checkpoints.CheckpointError):
+        checkpoints.split_model_id(bad)
+
+
+def test_progress_events_roundtrip(capsys):
+    emitter = EventEmitter("r1", 7)
+    emitter.emit("round_finished", round=1, accuracy=np.float32(0.5))
+    text = "noise\n" + capsys.readouterr().out + "FLOWERBED_EVENT {broken\n"
+    (event,) = parse_events(text)
+    assert event["event"] == "round_finished" and event["accuracy"] == 0.5 and event["seq"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "vgg"], "model: unknown value 'vgg'"),
+        (["--partitioner", "shards"], "partitioner: unknown value"),
+        (["--partitioner", "dirichlet", "--alpha", "0"], "alpha: must be > 0"),
+        (["--rounds", "0"], "num-server-rounds: must be at least 1"),
+        (["--set", "fraction-train=1.5"], "fraction-train: must be in (0, 1]"),
+        (["--nodes", "1"], "min-available-nodes: 2 nodes required but --nodes is 1"),
+        (["--set", "dataset=/nonexistent"], "apt-get install dataset-fashion-mnist"),
+    ],
+)
+def test_cli_rejects_bad_input_before_starting_anything(tmp_path, args, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowerbed.cli", "train", "--data-dir", str(tmp_path), "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "error"
+    assert not (tmp_path / "federation.json").exists() and not (tmp_path / "logs").exists()

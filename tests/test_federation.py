@@ -1,0 +1,94 @@
+"""End-to-end: real SuperLink and SuperNodes, real training on Fashion-MNIST."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from federation_runs import run_training
+
+from flowerbed import launcher
+from flowerbed_app import checkpoints
+from flowerbed_app.models import create_model
+from flowerbed_app.partition_cache import load_test_split
+from flowerbed_app.training import evaluate
+
+pytestmark = pytest.mark.federation
+DATASET = "/usr/share/datasets/fashion-mnist"
+
+
+def test_two_rounds_iid_learn_and_checkpoints_reproduce_accuracy(start_federation):
+    federation = start_federation(3)
+    outcome = run_training(federation, {"num-server-rounds": 2, "partitioner": "iid", "model": "cnn"})
+
+    assert outcome.flower_status == "finished:completed", outcome.events[-1:]
+    rounds = outcome.of("round_finished")
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert rounds[-1]["accuracy"] > 0.70
+    finished = outcome.of("run_finished")
+    assert len(finished) == 1 and finished[0]["accuracy"] == rounds[-1]["accuracy"]
+    for r in rounds:
+        # fraction-train 0.8 of 3 nodes → 2 clients per round, each trained on its partition
+        assert len(r["clients"]) == 2 and not r["failures"]
+        assert all(c["num_examples"] > 10_000 for c in r["clients"])
+
+    # Every round's checkpoint loads into a fresh model and reproduces the reported accuracy.
+    store = Path(federation.data_dir) / "models"
+    saved = outcome.of("checkpoint_saved")
+    assert [c["round"] for c in saved] == [1, 2]
+    x_test, y_test = load_test_split(DATASET)
+    for r, c in zip(rounds, saved, strict=True):
+        meta = checkpoints.find_checkpoint(store, c["model_id"])
+        assert meta["sha256"] == c["sha256"] and meta["round"] == r["round"]
+        model = create_model("cnn")
+        model.load_state_dict(checkpoints.load_state_dict(meta))
+        _, accuracy = evaluate(model, x_test, y_test)
+        assert accuracy == pytest.approx(r["accuracy"], abs=1e-9)
+
+
+def _node_id_of(process: launcher.RunningProcess) -> int:
+    match = re.search(r"SuperNode ID: (\d+)", Path(process.log).read_text())
+    assert match, f"no node id in {process.log}"
+    return int(match.group(1))
+
+
+def test_killed_supernode_is_recorded_and_run_completes(start_federation):
+    federation = start_federation(3)
+    victim_node = next(p for p in federation.processes if p.name == "supernode-3")
+    victim_exec = next(p for p in federation.processes if p.name == "superexec-clientapp-3")
+    victim_id = _node_id_of(victim_node)
+    killed = []
+
+    def kill_on_first_round(event):
+        if event["event"] == "round_started" and event["round"] == 1 and not killed:
+            assert victim_id in event["selected"]
+            launcher.kill_process(victim_exec)
+            launcher.kill_process(victim_node)
+            killed.append(victim_id)
+
+    outcome = run_training(
+        federation,
+        {"num-server-rounds": 2, "fraction-train": 1.0, "max-train-examples": 300, "min-nodes": 2},
+        on_event=kill_on_first_round,
+    )
+    assert killed, "the run never started round 1"
+    assert outcome.flower_status == "finished:completed"
+    first, second = outcome.of("round_finished")
+    assert [f["node_id"] for f in first["failures"]] == [victim_id]
+    assert len(first["clients"]) == 2
+    assert victim_id not in {c["node_id"] for c in first["clients"]}
+    assert len(second["clients"]) == 2 and victim_id not in second["selected"]
+
+
+def test_too_few_nodes_fails_with_clear_reason(start_federation):
+    federation = start_federation(1)
+    outcome = run_training(
+        federation, {"num-server-rounds": 1, "min-available-nodes": 2, "min-nodes": 2, "node-wait-timeout": 4.0}
+    )
+    assert outcome.flower_status == "finished:failed"
+    waiting = outcome.of("waiting_for_nodes")
+    assert waiting and waiting[0]["connected"] == 1 and waiting[0]["needed"] == 2
+    (failed,) = outcome.of("run_failed")
+    assert "waiting for nodes timed out: 1/2" in failed["reason"]
+    assert not outcome.of("round_started")

@@ -1,0 +1,78 @@
+"""No drift between compose.yaml and local mode: the launcher derives from compose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowerbed import launcher
+from flowerbed.cli import build_parser
+from flowerbed.topology import (
+    CONTAINER_ONLY,
+    LOCAL_ELSEWHERE,
+    LOCAL_ROLES,
+    Ports,
+    compose_services,
+    local_processes,
+    role_of,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+# Flags whose values are addresses or paths: container names locally become 127.0.0.1 ports.
+ADDRESS_FLAGS = {"--host", "--port", "--superlink", "--runtime-api-address", "--database"}
+
+
+def _normalized(argv: list[str]) -> list[str]:
+    out = list(argv)
+    for i, token in enumerate(out[:-1]):
+        if token in ADDRESS_FLAGS:
+            out[i + 1] = "<address>"
+    return out
+
+
+def test_every_compose_service_is_run_locally_or_declared_container_only():
+    services = compose_services(ROOT / "compose.yaml")
+    allowed = set(LOCAL_ROLES) | set(LOCAL_ELSEWHERE) | {CONTAINER_ONLY}
+    roles = {name: role_of(svc) for name, svc in services.items()}
+    assert all(role in allowed for role in roles.values()), roles
+    assert set(LOCAL_ROLES) <= set(roles.values()), "a Flower role is missing from compose.yaml"
+
+
+def test_local_processes_use_the_compose_commands():
+    services = compose_services(ROOT / "compose.yaml")
+    n = sum(role_of(s) == "supernode" for s in services.values())
+    specs = local_processes(n, Ports(), "/tmp/state.db", services)
+    assert len(specs) == 2 + 2 * n
+    for spec in specs:
+        compose_argv = services[spec.name]["command"]
+        assert spec.argv[0] == LOCAL_ROLES[spec.role]
+        assert _normalized(spec.argv[1:]) == _normalized(compose_argv), spec.name
+    # and the addresses are the local ones
+    superlink = next(s for s in specs if s.role == "superlink")
+    assert superlink.argv[superlink.argv.index("--host") + 1] == "127.0.0.1"
+    node_configs = [s.argv[s.argv.index("--node-config") + 1] for s in specs if s.role == "supernode"]
+    assert node_configs == [f"partition-id={i} num-partitions={n}" for i in range(n)]
+
+
+def test_local_processes_scale_the_supernode_template():
+    specs = local_processes(10, Ports(superlink=18000, supernode_base=19000), "/tmp/state.db")
+    nodes = [s for s in specs if s.role == "supernode"]
+    clients = [s for s in specs if s.role == "superexec-clientapp"]
+    assert len(nodes) == len(clients) == 10
+    assert clients[9].argv[-1] == "127.0.0.1:19009"
+    assert nodes[9].argv[nodes[9].argv.index("--superlink") + 1] == "127.0.0.1:18000"
+
+
+def test_flower_environment_matches_compose(tmp_path):
+    raw = (ROOT / "compose.yaml").read_text()
+    import yaml
+
+    flower_env = yaml.safe_load(raw)["x-flower-env"]
+    local = launcher.flower_env(tmp_path)
+    for key, value in flower_env.items():
+        assert local[key] == str(value), key
+
+
+def test_roles_served_elsewhere_exist_locally():
+    subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert "up" in subcommands
+    assert "serve" in subcommands  # backend role; it also serves the web role's files
