@@ -105,6 +105,7 @@ def start(
     ports: Ports | None = None,
     wait_timeout: float = 60.0,
     extra_env: dict[str, str] | None = None,
+    isolation: str = "process",
 ) -> Federation:
     """Start SuperLink, serverapp superexec, N SuperNodes and their clientapp superexecs."""
     ports = ports or Ports()
@@ -121,7 +122,7 @@ def start(
         owner_pid=os.getpid(),
     )
     try:
-        for spec in local_processes(num_nodes, ports, str(data_dir / "state" / "state.db")):
+        for spec in local_processes(num_nodes, ports, str(data_dir / "state" / "state.db"), isolation=isolation):
             federation.processes.append(_spawn(spec, env, logs))
             federation.save()
             if spec.role == "superlink":
@@ -136,7 +137,7 @@ def start(
 def _spawn(spec: ProcessSpec, env: dict[str, str], logs: Path) -> RunningProcess:
     log_path = logs / f"{spec.name}.log"
     proc_env = {**env, **spec.env}
-    if spec.role == "superexec-clientapp":
+    if spec.role in ("superexec-clientapp", "supernode"):  # supernode: subprocess isolation
         # Several ClientApps share the cores; one BLAS thread each avoids oversubscription.
         proc_env.setdefault("FLOWERBED_TORCH_THREADS", "1")
     with open(log_path, "ab") as log:

@@ -80,10 +80,24 @@ def _set_flag(argv: list[str], flag: str, value: str) -> list[str]:
     return out
 
 
+ISOLATIONS = ("process", "subprocess")
+
+
 def local_processes(
-    num_nodes: int, ports: Ports, state_db: str, services: dict[str, dict[str, Any]] | None = None
+    num_nodes: int,
+    ports: Ports,
+    state_db: str,
+    services: dict[str, dict[str, Any]] | None = None,
+    isolation: str = "process",
 ) -> list[ProcessSpec]:
-    """Local argv for SuperLink, serverapp executor and N SuperNodes with their executors."""
+    """Local argv for SuperLink, serverapp executor and N SuperNodes with their executors.
+
+    `isolation="subprocess"` is Flower's default layout (SuperLink and SuperNodes spawn
+    their own executors); it exists for comparison benchmarks — compose and local mode
+    use "process" (measured faster here, see BENCHMARKS.md).
+    """
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
     services = services if services is not None else compose_services()
     link = f"127.0.0.1:{ports.superlink}"
     ((_, superlink),) = _by_role(services, "superlink")
@@ -95,9 +109,10 @@ def local_processes(
 
     argv = [LOCAL_ROLES["superlink"], *superlink["command"]]
     argv = _set_flag(_set_flag(_set_flag(argv, "--host", "127.0.0.1"), "--port", str(ports.superlink)), "--database", state_db)
-    specs = [ProcessSpec("superlink", "superlink", argv)]
+    specs = [ProcessSpec("superlink", "superlink", _set_flag(argv, "--isolation", isolation))]
     argv = _set_flag([LOCAL_ROLES["superexec-serverapp"], *serverapp["command"]], "--runtime-api-address", link)
-    specs.append(ProcessSpec("superexec-serverapp", "superexec-serverapp", argv))
+    if isolation == "process":
+        specs.append(ProcessSpec("superexec-serverapp", "superexec-serverapp", argv))
 
     node_template = [LOCAL_ROLES["supernode"], *supernodes[0][1]["command"]]
     client_template = [LOCAL_ROLES["superexec-clientapp"], *clientapps[0][1]["command"]]
@@ -106,7 +121,8 @@ def local_processes(
         argv = _set_flag(node_template, "--superlink", link)
         argv = _set_flag(_set_flag(argv, "--host", "127.0.0.1"), "--port", str(port))
         argv = _set_flag(argv, "--node-config", f"partition-id={i} num-partitions={num_nodes}")
-        specs.append(ProcessSpec(f"supernode-{i + 1}", "supernode", argv))
-        argv = _set_flag(client_template, "--runtime-api-address", f"127.0.0.1:{port}")
-        specs.append(ProcessSpec(f"superexec-clientapp-{i + 1}", "superexec-clientapp", argv))
+        specs.append(ProcessSpec(f"supernode-{i + 1}", "supernode", _set_flag(argv, "--isolation", isolation)))
+        if isolation == "process":
+            argv = _set_flag(client_template, "--runtime-api-address", f"127.0.0.1:{port}")
+            specs.append(ProcessSpec(f"superexec-clientapp-{i + 1}", "superexec-clientapp", argv))
     return specs

@@ -8,13 +8,17 @@ reply: one message phase per round instead of two.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from flowerbed_app import telemetry
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import Partition, PartitionSpec, load_partition
 from flowerbed_app.process_clock import process_started_at
@@ -64,6 +68,24 @@ def train_fn(msg: Message, context: Context) -> Message:
     settings = RunSettings.from_run_config(context.run_config)
     config = msg.content["config"]
     server_round = int(config.get("server-round", 0))
+    partition_id, _ = _node(context)
+    _setup_tracing(context, partition_id)
+    with telemetry.span(
+        "fl.client.train",
+        str(config.get("traceparent", "")),
+        **{"fl.round": server_round, "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
+    ) as span:
+        try:
+            reply = _train(msg, context, settings, server_round, span, handler_started)
+        finally:
+            telemetry.flush()  # this process ends after the reply: export now or never
+    return reply
+
+
+def _train(
+    msg: Message, context: Context, settings: RunSettings, server_round: int, span: Any, handler_started: float
+) -> Message:
+    config = msg.content["config"]
     partition_id, part = _partition(settings, context)
     model = _global_model(settings, msg)
     val_loss, val_accuracy = evaluate(model, part.x_val, part.y_val)
@@ -71,6 +93,8 @@ def train_fn(msg: Message, context: Context) -> Message:
     x, y = part.x_train, part.y_train
     if settings.max_train_examples:
         x, y = x[: settings.max_train_examples], y[: settings.max_train_examples]
+    span.set_attribute("fl.num_examples", len(y))
+    tracing = telemetry.enabled()
     result = train(
         model,
         x,
@@ -80,6 +104,8 @@ def train_fn(msg: Message, context: Context) -> Message:
         epochs=int(config.get("local-epochs", settings.local_epochs)),
         batch_size=int(config.get("batch-size", settings.batch_size)),
         seed=settings.seed * 100_003 + server_round * 1_009 + partition_id,
+        epoch_scope=(lambda epoch: telemetry.span("train.epoch", epoch=epoch)) if tracing else None,
+        step_scope=_step_scope(settings.trace_step_every) if tracing else None,
     )
     metrics = MetricRecord(
         {
@@ -93,18 +119,56 @@ def train_fn(msg: Message, context: Context) -> Message:
             "val-examples": len(part.y_val),
         }
     )
+    span.set_attribute("train.loss", result.loss)
     client = _client_record(partition_id, handler_started)
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics, "client": client})
     return Message(content=content, reply_to=msg)
+
+
+def _step_scope(every: int) -> Any:
+    """A train.step span for every `every`-th step (0: none), so huge runs stay cheap."""
+
+    @contextlib.contextmanager
+    def scope(epoch: int, step: int) -> Iterator[Any]:
+        if every and step % every == 0:
+            with telemetry.span("train.step", epoch=epoch, step=step) as current:
+                yield current
+        else:
+            yield None
+
+    return scope
+
+
+def _setup_tracing(context: Context, partition_id: int) -> None:
+    telemetry.setup(
+        "flowerbed-clientapp",
+        {
+            "flower.run_id": str(context.run_id),
+            "flower.node_id": str(context.node_id),
+            "flowerbed.partition_id": partition_id,
+            "flowerbed.run_id": str(context.run_config.get("flowerbed-run-id", "")),
+        },
+    )
 
 
 @app.evaluate()
 def evaluate_fn(msg: Message, context: Context) -> Message:
     handler_started = time.time()
     settings = RunSettings.from_run_config(context.run_config)
-    partition_id, part = _partition(settings, context)
-    model = _global_model(settings, msg)
-    loss, accuracy = evaluate(model, part.x_val, part.y_val)
+    config = msg.content["config"]
+    partition_id, _ = _node(context)
+    _setup_tracing(context, partition_id)
+    with telemetry.span(
+        "fl.client.evaluate",
+        str(config.get("traceparent", "")),
+        **{"fl.round": int(config.get("server-round", 0)), "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
+    ):
+        try:
+            partition_id, part = _partition(settings, context)
+            model = _global_model(settings, msg)
+            loss, accuracy = evaluate(model, part.x_val, part.y_val)
+        finally:
+            telemetry.flush()
     metrics = MetricRecord({"num-examples": len(part.y_val), "eval-loss": loss, "eval-accuracy": accuracy})
     client = _client_record(partition_id, handler_started)
     return Message(content=RecordDict({"metrics": metrics, "client": client}), reply_to=msg)

@@ -52,6 +52,7 @@ class RunSettings:
     model_store: str = ""
     resume_from: str = ""
     traceparent: str = ""
+    trace_step_every: int = 1
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
@@ -100,6 +101,8 @@ class RunSettings:
             raise SettingsError("validation-fraction", "must be in [0, 1)")
         if self.evaluate_every < 0:
             raise SettingsError("evaluate-every", "must be >= 0 (0 = carried in train replies)")
+        if self.trace_step_every < 0:
+            raise SettingsError("trace-step-every", "must be >= 0 (0 = no step spans)")
         if self.max_train_examples < 0:
             raise SettingsError("max-train-examples", "must be >= 0 (0 = whole partition)")
 

@@ -16,7 +16,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from flowerbed_app import checkpoints
+from flowerbed_app import checkpoints, telemetry
 from flowerbed_app.fashion_mnist import check_source
 from flowerbed_app.fast_grid import FastPollGrid
 from flowerbed_app.models import create_model
@@ -35,14 +35,20 @@ STRATEGIES = {"fedavg": FedAvg}
 def main(grid: Grid, context: Context) -> None:
     raw_run_id = str(context.run_config.get("flowerbed-run-id", "") or "")
     events = EventEmitter(raw_run_id or f"flwr-{context.run_id}", context.run_id)
-    try:
-        settings = RunSettings.from_run_config(context.run_config)
-        events.emit("run_started", config=settings.to_run_config())
-        _run(grid, context, settings, events)
-    except BaseException as exc:
-        reason = str(exc) if isinstance(exc, Exception) else type(exc).__name__
-        events.emit("run_failed", reason=reason, error_type=type(exc).__name__)
-        raise
+    telemetry.setup("flowerbed-serverapp", {"flower.run_id": str(context.run_id), "flowerbed.run_id": events.run_id})
+    parent = str(context.run_config.get("traceparent", "") or "")
+    with telemetry.span("fl.run", parent, **{"flowerbed.run_id": events.run_id, "flower.run_id": str(context.run_id)}) as span:
+        try:
+            settings = RunSettings.from_run_config(context.run_config)
+            events.emit("run_started", config=settings.to_run_config(), trace_id=telemetry.trace_id_of(span))
+            _run(grid, context, settings, events)
+        except BaseException as exc:
+            reason = str(exc) if isinstance(exc, Exception) else type(exc).__name__
+            events.emit("run_failed", reason=reason, error_type=type(exc).__name__)
+            telemetry.mark_error(span, reason)
+            raise
+        finally:
+            telemetry.flush()
 
 
 def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitter) -> None:
@@ -82,25 +88,26 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
     final: dict[str, Any] = {}
 
     def evaluate_and_checkpoint(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        eval_model.load_state_dict(arrays.to_torch_state_dict())
-        loss, accuracy = evaluate(eval_model, x_test, y_test)
         if server_round == 0:
+            with telemetry.span("evaluate.centralized", **{"fl.round": round_offset}):
+                eval_model.load_state_dict(arrays.to_torch_state_dict())
+                loss, accuracy = evaluate(eval_model, x_test, y_test)
             return MetricRecord({"accuracy": accuracy, "loss": loss})
         record: RoundRecord = strategy.current(server_round)
+        try:
+            with telemetry.use_span(record.span):
+                return _finish_round(record, arrays)
+        finally:
+            record.end_span()
+
+    def _finish_round(record: RoundRecord, arrays: ArrayRecord) -> MetricRecord:
+        with telemetry.span("evaluate.centralized", **{"fl.round": record.round}) as span:
+            eval_model.load_state_dict(arrays.to_torch_state_dict())
+            loss, accuracy = evaluate(eval_model, x_test, y_test)
+            span.set_attribute("accuracy", accuracy)
         record.mark("evaluated_centralized")
-        meta = checkpoints.save_checkpoint(
-            store,
-            run_key,
-            record.round,
-            eval_model.state_dict(),
-            {
-                "run_id": run_key,
-                "flower_run_id": context.run_id,
-                "model": settings.model,
-                "metrics": {"accuracy": accuracy, "loss": loss, **record.train_metrics},
-                "config": settings.to_run_config(),
-            },
-        )
+        with telemetry.span("checkpoint.save", **{"fl.round": record.round}):
+            meta = _save(record, accuracy, loss)
         record.mark("checkpointed")
         events.emit(
             "checkpoint_saved",
@@ -126,6 +133,21 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             model_id=meta["model_id"],
         )
         return MetricRecord({"accuracy": accuracy, "loss": loss})
+
+    def _save(record: RoundRecord, accuracy: float, loss: float) -> dict[str, Any]:
+        return checkpoints.save_checkpoint(
+            store,
+            run_key,
+            record.round,
+            eval_model.state_dict(),
+            {
+                "run_id": run_key,
+                "flower_run_id": context.run_id,
+                "model": settings.model,
+                "metrics": {"accuracy": accuracy, "loss": loss, **record.train_metrics},
+                "config": settings.to_run_config(),
+            },
+        )
 
     train_config = ConfigRecord(
         {

@@ -17,6 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from flowerbed_app import telemetry
 from flowerbed_app.progress_events import EventEmitter
 
 
@@ -36,9 +37,17 @@ class RoundRecord:
     train_metrics: dict[str, float] = field(default_factory=dict)
     federated_eval: dict[str, float] = field(default_factory=dict)
     timeline: dict[str, float] = field(default_factory=dict)
+    span: Any = None  # the fl.round span, ended when the round's event is emitted
 
     def mark(self, phase: str) -> None:
         self.timeline[phase] = round(time.time() - self.started, 3)
+
+    def end_span(self) -> None:
+        if self.span is not None:
+            self.span.set_attribute("fl.clients", len(self.clients))
+            self.span.set_attribute("fl.failures", len(self.failures))
+            self.span.end()
+            self.span = None
 
 
 def wait_for_nodes(grid: Grid, needed: int, timeout: float, events: EventEmitter) -> list[int]:
@@ -110,8 +119,11 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
         def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
             record = self.current(server_round)
             self._grid = grid
+            record.span = telemetry.tracer().start_span("fl.round", attributes={"fl.round": record.round})
             wait_for_nodes(grid, self.needed_nodes, self.node_wait_timeout, self.events)
             record.mark("nodes_ready")
+            # Every message of this round carries the round's context to its ClientApp.
+            config["traceparent"] = telemetry.traceparent_of(record.span)
             messages = list(super().configure_train(server_round, arrays, config, grid))
             record.selected = [m.metadata.dst_node_id for m in messages]
             record.mark("train_sent")
@@ -130,6 +142,8 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
                 answered.add(node_id)
                 if msg.has_error():
                     record.failures.append({"node_id": node_id, "phase": "train", "reason": msg.error.reason})
+                    if record.span is not None:
+                        record.span.add_event("client_failure", {"fl.node_id": str(node_id), "reason": msg.error.reason})
                 else:
                     client = {**_client_of(msg), **_metrics_of(msg)}
                     for key, value in list(client.items()):
@@ -139,7 +153,8 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             for node_id in record.selected:
                 if node_id not in answered:
                     record.failures.append({"node_id": node_id, "phase": "train", "reason": "no reply before round-timeout"})
-            arrays, metrics = super().aggregate_train(server_round, replies)
+            with telemetry.use_span(record.span), telemetry.span("aggregate", **{"fl.replies": len(replies)}):
+                arrays, metrics = super().aggregate_train(server_round, replies)
             record.train_metrics = {k: float(v) for k, v in (metrics or {}).items()}
             record.mark("aggregated")
             return arrays, metrics
@@ -149,6 +164,7 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
         ) -> Iterable[Message]:
             if not self.evaluate_every or server_round % self.evaluate_every:
                 return []
+            config["traceparent"] = telemetry.traceparent_of(self.current(server_round).span)
             return super().configure_evaluate(server_round, arrays, config, grid)
 
         def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +21,9 @@ from torch.nn import functional as F
 # Fashion-MNIST training-set mean and std of pixel intensity in [0, 1].
 _MEAN, _STD = 0.2860, 0.3530
 
-StepHook = Callable[[int, int, float], None]
-"""Called after every optimizer step with (epoch, step, loss); used for tracing."""
+StepScope = Callable[[int, int], AbstractContextManager[Any]]
+"""Wraps one optimizer step (epoch, step); if it yields an object with
+`set_attribute`, the step's loss is recorded on it. Used for tracing."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def train(
     epochs: int,
     batch_size: int,
     seed: int,
-    on_step: StepHook | None = None,
+    step_scope: StepScope | None = None,
     epoch_scope: Callable[[int], AbstractContextManager[object]] | None = None,
 ) -> TrainResult:
     """SGD with momentum over shuffled mini-batches; returns the epoch-mean metrics."""
@@ -63,20 +65,21 @@ def train(
         with epoch_scope(epoch) if epoch_scope else contextlib.nullcontext():
             order = torch.randperm(len(x), generator=generator)
             for step, start in enumerate(range(0, len(x), batch_size)):
-                batch = order[start : start + batch_size]
-                xb, yb = x[batch], y[batch]
-                optimizer.zero_grad(set_to_none=True)
-                out = model(xb)
-                loss = F.nll_loss(out, yb)
-                loss.backward()
-                optimizer.step()
-                loss_value = float(loss.detach())
+                with step_scope(epoch, step) if step_scope else contextlib.nullcontext() as scope:
+                    batch = order[start : start + batch_size]
+                    xb, yb = x[batch], y[batch]
+                    optimizer.zero_grad(set_to_none=True)
+                    out = model(xb)
+                    loss = F.nll_loss(out, yb)
+                    loss.backward()
+                    optimizer.step()
+                    loss_value = float(loss.detach())
+                    if scope is not None and hasattr(scope, "set_attribute"):
+                        scope.set_attribute("loss", loss_value)
                 total_loss += loss_value * len(batch)
                 correct += int((out.argmax(1) == yb).sum())
                 seen += len(batch)
                 steps += 1
-                if on_step:
-                    on_step(epoch, step, loss_value)
     return TrainResult(
         loss=total_loss / max(seen, 1),
         accuracy=correct / max(seen, 1),

@@ -1,0 +1,99 @@
+"""What every benchmark needs: a real local federation on free ports, a run, its log."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flowerbed import launcher
+from flowerbed.run_follower import follow
+from flowerbed.topology import Ports
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("FLOWERBED_CACHE_DIR", str(ROOT / ".flowerbed" / "test-cache"))
+
+
+def _free_block(count: int) -> int:
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count >= 65535:
+            continue
+        held = []
+        try:
+            for offset in range(count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+@contextmanager
+def federation(num_nodes: int, isolation: str = "process") -> Iterator[launcher.Federation]:
+    with tempfile.TemporaryDirectory(prefix="flowerbed-bench-") as tmp:
+        ports = Ports(superlink=_free_block(1), supernode_base=_free_block(num_nodes))
+        fed = launcher.start(
+            Path(tmp),
+            num_nodes,
+            ports,
+            wait_timeout=120,
+            extra_env={"FLOWERBED_CACHE_DIR": os.environ["FLOWERBED_CACHE_DIR"]},
+            isolation=isolation,
+        )
+        try:
+            yield fed
+        finally:
+            launcher.stop(fed)
+
+
+def run(fed: launcher.Federation, app: Path, config: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:
+    """Start a run and follow it; returns (Flowerbed events, log text, Flower status)."""
+    control = fed.control()
+    run_id = control.start_run(app, config)
+    events: list[dict[str, Any]] = []
+    log: list[str] = []
+    status = follow(control, run_id, events.append, on_log=log.append)
+    return events, "".join(log), status
+
+
+def ours_config(fed: launcher.Federation, **overrides: Any) -> dict[str, Any]:
+    return {
+        "flowerbed-run-id": "bench-" + uuid.uuid4().hex[:8],
+        "model-store": str(Path(fed.data_dir) / "models"),
+        **overrides,
+    }
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "mean": round(statistics.fmean(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def emit(table: list[list[Any]], headers: list[str], result: dict[str, Any], as_json: bool) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table, strict=False)]
+    print("  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False)))
+    for row in table:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)))
+    if as_json:
+        print(json.dumps(result))
+    sys.stdout.flush()

@@ -1,0 +1,98 @@
+"""Seconds per round: Flowerbed's apps vs bare Flower, same machine, same run.
+
+Baseline: a quickstart-style Flower App (FedAvg defaults: a train and a federated
+evaluate phase per round, tiny MLP) on Flower's default subprocess isolation.
+Ours: the Flowerbed app with a tiny share of data (compute is not what we measure),
+including what our rounds do that bare Flower's do not (centralized evaluation on
+the 10k test split, a checkpoint). Both on real SuperLink/SuperNode processes.
+
+    .venv/bin/python bench/round_latency.py [--nodes 3] [--rounds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import statistics
+from typing import Any
+
+from _harness import ROOT, emit, federation, ours_config, run, summary
+
+from flowerbed.paths import app_dir
+
+BARE_APP = ROOT / "bench" / "bare_flower_app"
+
+
+def bare_rounds(num_nodes: int, rounds: int) -> list[float]:
+    with federation(num_nodes, isolation="subprocess") as fed:
+        _, log, status = run(fed, BARE_APP, {"num-server-rounds": rounds})
+    assert status == "finished:completed", status
+    marks = {int(k): float(t) for k, t in re.findall(r"BARE_ROUND (\d+) ([\d.]+)", log)}
+    return [marks[k] - marks[k - 1] for k in range(1, rounds + 1)]
+
+
+def ours_rounds(num_nodes: int, rounds: int, isolation: str) -> tuple[list[float], dict[str, float]]:
+    with federation(num_nodes, isolation=isolation) as fed:
+        events, _, status = run(fed, app_dir(), ours_config(fed, **{"num-server-rounds": rounds, "max-train-examples": 64}))
+    assert status == "finished:completed", (status, events[-1:])
+    finished = [e for e in events if e["event"] == "round_finished"]
+    started = next(e for e in events if e["event"] == "round_started")
+    stamps = [started["ts"]] + [e["ts"] for e in finished]
+    durations = [b - a for a, b in itertools.pairwise(stamps)]
+    return durations, _timeline(finished[1:] or finished)
+
+
+def _timeline(rounds: list[dict[str, Any]]) -> dict[str, float]:
+    """Median offset (s since the round started) of each phase, server and client side."""
+    phases: dict[str, list[float]] = {}
+    for r in rounds:
+        for key, value in r["timeline"].items():
+            phases.setdefault(f"server.{key}", []).append(value)
+        for client in r["clients"]:
+            for key in ("t_process_start", "t_module_loaded", "t_reply"):
+                if key in client:
+                    phases.setdefault(f"client.{key}", []).append(client[key])
+    return dict(sorted(((k, round(statistics.median(v), 2)) for k, v in phases.items()), key=lambda kv: kv[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    bare = bare_rounds(args.nodes, args.rounds)
+    ours, timeline = ours_rounds(args.nodes, args.rounds, "process")
+    ours_sub, _ = ours_rounds(args.nodes, args.rounds, "subprocess")
+    # Round 1 pays one-off costs (partition cache, first FAB install): compare steady rounds.
+    steady = slice(1, None) if args.rounds > 1 else slice(None)
+    b, o, s = (statistics.median(x[steady]) for x in (bare, ours, ours_sub))
+    table = [
+        ["bare Flower (FedAvg defaults, subprocess)", f"{b:.2f}", "1.00"],
+        ["Flowerbed (process isolation)", f"{o:.2f}", f"{o / b:.2f}"],
+        ["Flowerbed (subprocess isolation)", f"{s:.2f}", f"{s / b:.2f}"],
+    ]
+    emit(
+        table,
+        ["variant", "s/round (median, rounds 2+)", "ratio vs bare"],
+        {
+            "nodes": args.nodes,
+            "rounds": args.rounds,
+            "bare": summary(bare),
+            "ours_process": summary(ours),
+            "ours_subprocess": summary(ours_sub),
+            "ratio_process": round(o / b, 3),
+            "ratio_subprocess": round(s / b, 3),
+            "ours_timeline": timeline,
+        },
+        args.json,
+    )
+    print("timeline of a Flowerbed round (median s since round start):")
+    for phase, offset in timeline.items():
+        print(f"  {offset:7.2f}  {phase}")
+
+
+if __name__ == "__main__":
+    main()
