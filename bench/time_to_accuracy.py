@@ -1,0 +1,115 @@
+"""Time to accuracy and training efficiency of a whole federated run.
+
+Runs SimpleCNN on Fashion-MNIST across N real SuperNodes and prints accuracy per
+round and wall time, beside the NIID-Bench FedAvg anchors. In the same run it
+measures plain centralized training of the same model in one process (samples/s:
+this machine's limit for the work) and reports the federation's samples trained per
+second of wall time as a fraction of it.
+
+    .venv/bin/python bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid [--json]
+    .venv/bin/python bench/time_to_accuracy.py --nodes 10 --rounds 20 --partitioner dirichlet --alpha 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from _harness import emit, federation, ours_config, run
+
+from flowerbed.paths import app_dir
+from flowerbed_app.models import create_model
+from flowerbed_app.partition_cache import PartitionSpec, load_partition
+from flowerbed_app.training import train
+
+ANCHORS = {"iid": "NIID-Bench FedAvg: 89.2%", "dirichlet-0.5": "NIID-Bench FedAvg: 88.1%"}
+GOALS = {"iid": (0.91, 10), "dirichlet-0.5": (0.89, 20), "dirichlet-0.1": (0.85, 30)}
+
+
+def centralized_samples_per_second(seconds: float, batch_size: int) -> float:
+    """SGD on one process with the machine's default threads: the throughput ceiling."""
+    part = load_partition(PartitionSpec("/usr/share/datasets/fashion-mnist", "iid", 1, 0, 0.5, 42, 0.0))
+    model = create_model("cnn")
+    n = 2000
+    train(
+        model, part.x_train[:256], part.y_train[:256], learning_rate=0.01, momentum=0.9, epochs=1, batch_size=batch_size, seed=0
+    )  # warm-up
+    done, started = 0, time.perf_counter()
+    offset = 0
+    while time.perf_counter() - started < seconds:
+        x, y = part.x_train[offset : offset + n], part.y_train[offset : offset + n]
+        train(model, x, y, learning_rate=0.01, momentum=0.9, epochs=1, batch_size=batch_size, seed=done)
+        done += len(y)
+        offset = (offset + n) % (len(part.y_train) - n)
+    return done / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="time to accuracy and efficiency")
+    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--partitioner", default="iid")
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--local-epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-train-examples", type=int, default=0, help="smoke runs only")
+    parser.add_argument("--baseline-seconds", type=float, default=30.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    key = args.partitioner if args.partitioner == "iid" else f"dirichlet-{args.alpha:g}"
+    baseline = centralized_samples_per_second(args.baseline_seconds, args.batch_size)
+    with federation(args.nodes) as fed:
+        started = time.perf_counter()
+        events, _, status = run(
+            fed,
+            app_dir(),
+            ours_config(
+                fed,
+                **{
+                    "num-server-rounds": args.rounds,
+                    "partitioner": args.partitioner,
+                    "alpha": args.alpha,
+                    "local-epochs": args.local_epochs,
+                    "batch-size": args.batch_size,
+                    "max-train-examples": args.max_train_examples,
+                },
+            ),
+        )
+        wall = time.perf_counter() - started
+    assert status == "finished:completed", (status, events[-1:])
+    rounds = [e for e in events if e["event"] == "round_finished"]
+    first_ts = next(e["ts"] for e in events if e["event"] == "run_started")
+    trained = sum(c["num_examples"] * args.local_epochs for r in rounds for c in r["clients"])
+    efficiency = trained / wall / baseline
+    table = [[r["round"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", f"{r['ts'] - first_ts:.1f}"] for r in rounds]
+    goal_acc, goal_round = GOALS.get(key, (None, None))
+    reached = next((r["round"] for r in rounds if goal_acc and r["accuracy"] >= goal_acc), None)
+    emit(
+        table,
+        ["round", "accuracy", "loss", "elapsed s"],
+        {
+            "setting": key,
+            "nodes": args.nodes,
+            "rounds": [{"round": r["round"], "accuracy": r["accuracy"], "elapsed": r["ts"] - first_ts} for r in rounds],
+            "final_accuracy": rounds[-1]["accuracy"],
+            "wall_seconds": round(wall, 1),
+            "anchor": ANCHORS.get(key),
+            "goal": {"accuracy": goal_acc, "by_round": goal_round, "reached_at_round": reached},
+            "samples_trained": trained,
+            "federated_samples_per_second": round(trained / wall, 1),
+            "centralized_samples_per_second": round(baseline, 1),
+            "efficiency": round(efficiency, 3),
+            "torch_threads": torch.get_num_threads(),
+        },
+        args.json,
+    )
+    print(
+        f"final accuracy {rounds[-1]['accuracy']:.4f} in {wall:.0f}s; efficiency {efficiency:.2f} "
+        f"({trained / wall:.0f} vs {baseline:.0f} samples/s centralized)"
+    )
+
+
+if __name__ == "__main__":
+    main()
