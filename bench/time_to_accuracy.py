@@ -86,6 +86,10 @@ def main() -> None:
     table = [[r["round"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", f"{r['ts'] - first_ts:.1f}"] for r in rounds]
     goal_acc, goal_round = GOALS.get(key, (None, None))
     reached = next((r["round"] for r in rounds if goal_acc and r["accuracy"] >= goal_acc), None)
+    print(
+        f"final accuracy {rounds[-1]['accuracy']:.4f} in {wall:.0f}s; efficiency {efficiency:.2f} "
+        f"({trained / wall:.0f} vs {baseline:.0f} samples/s centralized)"
+    )
     emit(
         table,
         ["round", "accuracy", "loss", "elapsed s"],
@@ -104,10 +108,6 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
         },
         args.json,
-    )
-    print(
-        f"final accuracy {rounds[-1]['accuracy']:.4f} in {wall:.0f}s; efficiency {efficiency:.2f} "
-        f"({trained / wall:.0f} vs {baseline:.0f} samples/s centralized)"
     )
 
 

@@ -1,0 +1,59 @@
+"""Every benchmark script runs end to end at tiny size and ends with its JSON line.
+
+Performance targets live in the benchmarks (BENCHMARKS.md), never in tests: these
+only prove the scripts work, so a benchmark cannot rot unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(script: str, *args: str, timeout: float = 600) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1 if script != "round_latency.py" else -1 - _trailer(proc.stdout)])
+
+
+def _trailer(stdout: str) -> int:
+    """round_latency prints its timeline after the JSON line."""
+    lines = stdout.strip().splitlines()
+    return next(i for i, line in enumerate(reversed(lines)) if line.startswith("{"))
+
+
+def test_cold_start_smoke():
+    result = _run("cold_start.py", "--repeat", "1")
+    assert result["stages"]["import torch"] > 0
+    assert result["heavy_modules_loaded"] == []  # datasets & co. stay out of the hot path
+
+
+def test_aggregation_smoke():
+    result = _run("aggregation.py", "--clients", "2", "--model", "cnn", "--repeat", "1")
+    assert result["fraction_of_copy"] > 0
+
+
+@pytest.mark.federation
+def test_time_to_accuracy_smoke():
+    result = _run(
+        "time_to_accuracy.py", "--nodes", "2", "--rounds", "1", "--max-train-examples", "100", "--baseline-seconds", "1"
+    )
+    assert len(result["rounds"]) == 1 and result["efficiency"] > 0
+
+
+@pytest.mark.federation
+def test_round_latency_smoke():
+    result = _run("round_latency.py", "--nodes", "2", "--rounds", "1", "--skip-subprocess")
+    assert result["bare"]["median"] > 0 and result["ours_process"]["median"] > 0
