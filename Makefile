@@ -13,9 +13,9 @@ export FLWR_HOME := $(CURDIR)/.flowerbed/flwr-home
 # Debian packages the platform and its tests use (installed only when root and missing).
 APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose
 
-.PHONY: setup system-packages run test lint bench clean
+.PHONY: setup system-packages web run test lint bench clean
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) web
 
 system-packages:
 	@missing=""; \
@@ -36,6 +36,21 @@ $(STAMP): requirements.txt requirements-dev.txt services/flowerapp/pyproject.tom
 	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e services/flowerapp -e services/backend
 	touch $(STAMP)
+
+# The dashboard (services/web): `npm ci` only when node_modules is missing or older than the lockfile,
+# `npm run build` only when a source is newer than the built dist/index.html.
+WEB := services/web
+WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(addprefix $(WEB)/,index.html vite.config.ts tsconfig.json package.json)
+
+web: $(WEB)/dist/index.html
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js >= 20.19 and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SOURCES)
+	cd $(WEB) && npm run build
 
 run: setup
 	$(VENV)/bin/flowerbed up --nodes 3

@@ -1,0 +1,152 @@
+"""/training: start, list, inspect, follow (SSE), stop runs and read their logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from flowerbed.api.deps import BusDep, HistoryDep, ServiceDep
+from flowerbed.api.schemas import Message, RoundDetail, RunDetail, RunLogs, RunPage, RunSummary, StartedRun, StoppingRun
+from flowerbed.db.models import TERMINAL_STATUSES
+from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent, as_utc
+from flowerbed.run_config import TrainingConfig
+from flowerbed.run_service import RunNotFound
+
+router = APIRouter(prefix="/training", tags=["training"])
+
+KEEPALIVE_SECONDS = 15.0
+NOT_FOUND = {404: {"model": Message, "description": "No run with this id."}}
+
+
+@router.post("/start", status_code=202, response_model=StartedRun, responses={503: {"model": Message}})
+def start_training(config: TrainingConfig, service: ServiceDep) -> StartedRun:
+    """Validate, record and submit a run; progress then arrives on /training/{run_id}/events."""
+    run = service.start(config)
+    return StartedRun(
+        run_id=run.run_id,
+        status="pending",
+        flower_run_id=run.flower_run_id,
+        created_at=as_utc(run.created_at),  # type: ignore[arg-type]
+        config=run.config,
+    )
+
+
+@router.get("/schema")
+def training_schema() -> dict[str, Any]:
+    """JSON schema of TrainingConfig (defaults, enums, bounds) to build forms from."""
+    return TrainingConfig.model_json_schema()
+
+
+@router.get("", response_model=RunPage)
+def list_runs(
+    history: HistoryDep,
+    status: Literal["pending", "running", "completed", "failed", "stopped"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> RunPage:
+    """Runs, newest first."""
+    runs, total, counts = history.list_runs(status, limit, offset)
+    return RunPage(items=[RunSummary.of(r, counts.get(r.run_id, 0)) for r in runs], total=total, limit=limit, offset=offset)
+
+
+def _get_run(history: RunHistory, run_id: str):  # type: ignore[no-untyped-def]
+    run = history.get_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+@router.get("/{run_id}", response_model=RunDetail, responses=NOT_FOUND)
+def get_run(run_id: str, history: HistoryDep) -> RunDetail:
+    run = _get_run(history, run_id)
+    rounds = history.rounds(run_id)
+    summary = RunSummary.of(run, len(rounds))
+    return RunDetail(
+        **summary.model_dump(),
+        rounds=[RoundDetail.of(r) for r in rounds],
+        bytes_sent=run.bytes_sent,
+        bytes_received=run.bytes_received,
+        trace_id=None,
+    )
+
+
+@router.get(
+    "/{run_id}/events",
+    responses={**NOT_FOUND, 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+    response_class=StreamingResponse,
+)
+async def run_events(
+    run_id: str,
+    request: Request,
+    history: HistoryDep,
+    bus: BusDep,
+    last_event_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Every stored event, then live ones; ends once the run is terminal and all was sent.
+
+    Resume with the `Last-Event-ID` header (browsers do it on reconnect) or `?last_event_id=`.
+    """
+    await run_in_threadpool(_get_run, history, run_id)
+    after = last_event_id or 0
+    if last_event_id_header and last_event_id_header.strip().isdigit():
+        after = max(after, int(last_event_id_header.strip()))
+    return StreamingResponse(
+        _stream(run_id, after, request, history, bus),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _format(event: StoredEvent) -> str:
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.data, separators=(',', ':'))}\n\n"
+
+
+async def _stream(run_id: str, after: int, request: Request, history: RunHistory, bus: BusDep) -> AsyncIterator[str]:
+    wake = bus.subscribe(run_id)  # before reading the DB: nothing can slip between the two
+    try:
+        while True:
+            wake.clear()
+            for event in await run_in_threadpool(history.events_after, run_id, after):
+                yield _format(event)
+                after = event.seq
+                if event.type == STATUS_EVENT and event.data.get("status") in TERMINAL_STATUSES:
+                    return
+            run = await run_in_threadpool(history.get_run, run_id)
+            if run is None or (
+                run.status in TERMINAL_STATUSES and not await run_in_threadpool(history.events_after, run_id, after)
+            ):
+                return
+            try:
+                await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+                yield ": keep-alive\n\n"
+    finally:
+        bus.unsubscribe(run_id, wake)
+
+
+@router.post(
+    "/{run_id}/stop",
+    status_code=202,
+    response_model=StoppingRun,
+    responses={**NOT_FOUND, 409: {"model": Message, "description": "The run already ended."}, 503: {"model": Message}},
+)
+def stop_run(run_id: str, service: ServiceDep) -> StoppingRun:
+    """Ask Flower to stop the run; its status becomes `stopped` once the SuperLink confirms."""
+    service.stop(run_id)
+    return StoppingRun(run_id=run_id)
+
+
+@router.get("/{run_id}/logs", response_model=RunLogs, responses=NOT_FOUND)
+def run_logs(run_id: str, history: HistoryDep) -> RunLogs:
+    """The ServerApp's output as read from the SuperLink so far."""
+    _get_run(history, run_id)
+    return RunLogs(run_id=run_id, logs=history.logs(run_id))

@@ -1,0 +1,154 @@
+"""Response shapes of the REST API (requests are `flowerbed.run_config.TrainingConfig`).
+
+Large Flower ids (uint64 run and node ids) are strings: JavaScript numbers lose
+precision above 2**53.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from flowerbed.db.models import Round, Run
+from flowerbed.db.run_history import as_utc
+
+RunStatus = Literal["pending", "running", "completed", "failed", "stopped"]
+
+
+class Message(BaseModel):
+    detail: str
+
+
+class StartedRun(BaseModel):
+    run_id: str
+    status: RunStatus
+    flower_run_id: str | None
+    created_at: datetime
+    config: dict[str, Any]
+
+
+class StoppingRun(BaseModel):
+    run_id: str
+    status: Literal["stopping"] = "stopping"
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: RunStatus
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    config: dict[str, Any]
+    accuracy: float | None
+    loss: float | None
+    rounds_completed: int
+    num_rounds: int
+    flower_run_id: str | None
+    error: str | None
+    from_checkpoint: str | None
+
+    @classmethod
+    def of(cls, run: Run, rounds_completed: int) -> RunSummary:
+        return cls(
+            run_id=run.run_id,
+            status=run.status,  # type: ignore[arg-type]
+            created_at=as_utc(run.created_at),  # type: ignore[arg-type]
+            started_at=as_utc(run.started_at),
+            finished_at=as_utc(run.finished_at),
+            config=run.config,
+            accuracy=run.accuracy,
+            loss=run.loss,
+            rounds_completed=rounds_completed,
+            num_rounds=run.num_rounds,
+            flower_run_id=run.flower_run_id,
+            error=run.error,
+            from_checkpoint=run.from_checkpoint,
+        )
+
+
+class RoundDetail(BaseModel):
+    round: int
+    accuracy: float | None
+    loss: float | None
+    train: dict[str, Any] = Field(default_factory=dict)
+    federated_evaluation: dict[str, Any] = Field(default_factory=dict)
+    clients: list[dict[str, Any]] = Field(default_factory=list, description="Per node: node_id, partition_id, metrics.")
+    failures: list[dict[str, Any]] = Field(default_factory=list, description="Per failed node: node_id, phase, reason.")
+    seconds: float | None = None
+    timeline: dict[str, Any] = Field(default_factory=dict)
+    model_id: str | None = None
+
+    @classmethod
+    def of(cls, row: Round) -> RoundDetail:
+        p = row.payload
+        clients = [{**c, "node_id": str(c["node_id"])} if "node_id" in c else c for c in p.get("clients") or []]
+        failures = [{**f, "node_id": str(f["node_id"])} if "node_id" in f else f for f in p.get("failures") or []]
+        return cls(
+            round=row.round,
+            accuracy=row.accuracy,
+            loss=row.loss,
+            train=p.get("train") or {},
+            federated_evaluation=p.get("federated_evaluation") or {},
+            clients=clients,
+            failures=failures,
+            seconds=p.get("seconds"),
+            timeline=p.get("timeline") or {},
+            model_id=p.get("model_id"),
+        )
+
+
+class RunDetail(RunSummary):
+    rounds: list[RoundDetail]
+    bytes_sent: int | None
+    bytes_received: int | None
+    trace_id: str | None = None
+
+
+class RunPage(BaseModel):
+    items: list[RunSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunLogs(BaseModel):
+    run_id: str
+    logs: str
+
+
+class NodeInfo(BaseModel):
+    node_id: str
+    status: str
+    last_seen: str
+    online_until: float | str | None
+
+
+class NodeList(BaseModel):
+    items: list[NodeInfo]
+
+
+class ModelInfo(BaseModel):
+    model_id: str
+    run_id: str
+    round: int
+    model: str | None
+    metrics: dict[str, Any]
+    sha256: str
+    size: int
+    created_at: datetime | None
+
+
+class ModelList(BaseModel):
+    items: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    database: bool
+    superlink: bool
+    detail: dict[str, str] = Field(default_factory=dict, description="Why a part is not ready.")

@@ -1,0 +1,1 @@
+"""Run history: SQLAlchemy models, the engine, Alembic migrations and the queries routes use."""

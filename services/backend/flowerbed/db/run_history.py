@@ -1,0 +1,214 @@
+"""Reads and writes of run history, each one short transaction.
+
+Follower threads and request handlers share these functions; every write that
+belongs together (a log chunk, the events in it, their rounds, the read cursor and
+any status change) commits in one transaction, so a backend killed at any instant
+resumes from a cursor that matches what is stored: nothing lost, nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from flowerbed.db.models import TERMINAL_STATUSES, Round, Run, RunEvent, RunLog
+from flowerbed_app.progress_events import parse_events
+
+STATUS_EVENT = "status"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One SSE event: `seq` is its id, unique per run."""
+
+    seq: int
+    type: str
+    ts: float
+    data: dict[str, Any]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class RunHistory:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    # -- writes -----------------------------------------------------------------
+    def create_run(
+        self, run_id: str, config: Mapping[str, Any], num_rounds: int, from_checkpoint: str | None
+    ) -> tuple[Run, list[StoredEvent]]:
+        with self.sessions.begin() as session:
+            run = Run(
+                run_id=run_id,
+                status="pending",
+                config=dict(config),
+                num_rounds=num_rounds,
+                created_at=utcnow(),
+                log_cursor=0.0,
+                from_checkpoint=from_checkpoint,
+            )
+            session.add(run)
+            session.flush()
+            event = self._append(session, run_id, STATUS_EVENT, {"run_id": run_id, "status": "pending"})
+        return run, [event]
+
+    def set_flower_run_id(self, run_id: str, flower_run_id: int) -> None:
+        with self.sessions.begin() as session:
+            session.get_one(Run, run_id).flower_run_id = str(flower_run_id)
+
+    def set_status(self, run_id: str, status: str, **fields: Any) -> list[StoredEvent]:
+        """Change status (and fields) once; a no-op when already there or already terminal."""
+        with self.sessions.begin() as session:
+            run = session.get_one(Run, run_id, with_for_update=True)
+            return self._transition(session, run, status, **fields)
+
+    def ingest_log_chunk(self, run_id: str, text: str, cursor: float) -> list[StoredEvent]:
+        """Store a chunk of complete ServerApp log lines with its cursor; returns new events."""
+        with self.sessions.begin() as session:
+            run = session.get_one(Run, run_id, with_for_update=True)
+            new: list[StoredEvent] = []
+            already_read = 0 < cursor <= (run.log_cursor or 0.0)  # a chunk re-read after a restart
+            if text and not already_read:
+                session.add(RunLog(run_id=run_id, chunk=text, ts=time.time()))
+            for record in parse_events(text):
+                flower_seq = int(record.get("seq") or 0) or None
+                if flower_seq is not None and session.scalar(
+                    select(RunEvent.id).where(RunEvent.run_id == run_id, RunEvent.flower_seq == flower_seq)
+                ):
+                    continue  # re-read after a restart: already stored
+                payload = dict(record)
+                if payload.get("flower_run_id") is not None:
+                    payload["flower_run_id"] = str(payload["flower_run_id"])  # uint64: not JS-safe
+                if run.status == "pending":
+                    new += self._transition(session, run, "running")
+                new.append(self._append(session, run_id, record["event"], payload, flower_seq, record.get("ts")))
+                if record["event"] == "round_finished":
+                    self._add_round(session, run_id, payload)
+            run.log_cursor = max(run.log_cursor or 0.0, cursor)
+            return new
+
+    # -- reads ------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Run | None:
+        with self.sessions() as session:
+            return session.get(Run, run_id)
+
+    def list_runs(self, status: str | None, limit: int, offset: int) -> tuple[list[Run], int, dict[str, int]]:
+        with self.sessions() as session:
+            query = select(Run)
+            count = select(func.count()).select_from(Run)
+            if status:
+                query = query.where(Run.status == status)
+                count = count.where(Run.status == status)
+            total = session.scalar(count) or 0
+            runs = list(session.scalars(query.order_by(Run.created_at.desc(), Run.run_id).limit(limit).offset(offset)))
+            return runs, total, self._round_counts(session, [r.run_id for r in runs])
+
+    def rounds_completed(self, run_id: str) -> int:
+        with self.sessions() as session:
+            return self._round_counts(session, [run_id]).get(run_id, 0)
+
+    def rounds(self, run_id: str) -> list[Round]:
+        with self.sessions() as session:
+            return list(session.scalars(select(Round).where(Round.run_id == run_id).order_by(Round.round)))
+
+    def events_after(self, run_id: str, seq: int = 0) -> list[StoredEvent]:
+        with self.sessions() as session:
+            rows = session.scalars(select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.seq > seq).order_by(RunEvent.seq))
+            return [StoredEvent(r.seq, r.type, r.ts, r.payload) for r in rows]
+
+    def event_of_type(self, run_id: str, kind: str) -> dict[str, Any] | None:
+        with self.sessions() as session:
+            row = session.scalars(
+                select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.type == kind).order_by(RunEvent.seq.desc())
+            ).first()
+            return row.payload if row else None
+
+    def flower_seqs(self, run_id: str) -> set[int]:
+        with self.sessions() as session:
+            rows = session.scalars(select(RunEvent.flower_seq).where(RunEvent.run_id == run_id, RunEvent.flower_seq.is_not(None)))
+            return {int(s) for s in rows}
+
+    def logs(self, run_id: str) -> str:
+        with self.sessions() as session:
+            return "".join(session.scalars(select(RunLog.chunk).where(RunLog.run_id == run_id).order_by(RunLog.id)))
+
+    def unfinished_run_ids(self) -> list[str]:
+        with self.sessions() as session:
+            return list(session.scalars(select(Run.run_id).where(Run.status.not_in(TERMINAL_STATUSES)).order_by(Run.created_at)))
+
+    # -- internals --------------------------------------------------------------
+    def _transition(self, session: Session, run: Run, status: str, **fields: Any) -> list[StoredEvent]:
+        if run.status == status or run.status in TERMINAL_STATUSES:
+            return []
+        run.status = status
+        for key, value in fields.items():
+            setattr(run, key, value)
+        now = utcnow()
+        if status == "running" and run.started_at is None:
+            run.started_at = now
+        if status in TERMINAL_STATUSES:
+            run.finished_at = now
+        payload = {"run_id": run.run_id, "status": status}
+        if status in TERMINAL_STATUSES:
+            payload.update(error=run.error, accuracy=run.accuracy, loss=run.loss)
+        return [self._append(session, run.run_id, STATUS_EVENT, payload)]
+
+    @staticmethod
+    def _append(
+        session: Session,
+        run_id: str,
+        kind: str,
+        payload: dict[str, Any],
+        flower_seq: int | None = None,
+        ts: float | None = None,
+    ) -> StoredEvent:
+        # Callers hold the run's row (FOR UPDATE on PostgreSQL; SQLite serialises
+        # writers), so max(seq)+1 cannot race with another writer of this run.
+        seq = (session.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0) + 1
+        ts = float(ts) if ts is not None else time.time()
+        session.add(RunEvent(run_id=run_id, seq=seq, flower_seq=flower_seq, type=kind, ts=ts, payload=payload))
+        session.flush()
+        return StoredEvent(seq, kind, ts, payload)
+
+    @staticmethod
+    def _add_round(session: Session, run_id: str, payload: dict[str, Any]) -> None:
+        number = int(payload["round"])
+        if session.scalar(select(Round.id).where(Round.run_id == run_id, Round.round == number)):
+            return
+        try:
+            with session.begin_nested():
+                session.add(
+                    Round(
+                        run_id=run_id,
+                        round=number,
+                        accuracy=payload.get("accuracy"),
+                        loss=payload.get("loss"),
+                        payload={k: v for k, v in payload.items() if k not in ("v", "event", "run_id", "flower_run_id")},
+                    )
+                )
+        except IntegrityError:
+            pass  # the same round arrived twice (e.g. re-emitted): keep the first
+
+    @staticmethod
+    def _round_counts(session: Session, run_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        rows = session.execute(select(Round.run_id, func.count()).where(Round.run_id.in_(ids)).group_by(Round.run_id))
+        return {run_id: int(n) for run_id, n in rows}

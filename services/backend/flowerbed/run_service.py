@@ -1,0 +1,95 @@
+"""The one code path that starts and stops runs (API, CLI and dashboard all land here).
+
+Order matters: validate → DB row → StartRun → remember Flower's id → follow. A run is
+in our history before Flower hears of it, so a crash in between leaves a visible
+`failed` run rather than an untracked Flower run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from flowerbed.db.models import TERMINAL_STATUSES, Run
+from flowerbed.db.run_history import RunHistory
+from flowerbed.flower_control import FlowerControl
+from flowerbed.run_config import FieldError, TrainingConfig
+from flowerbed.run_tracker import RunTracker
+from flowerbed_app import checkpoints
+
+
+class RunNotFound(LookupError):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} not found")
+
+
+class RunAlreadyFinished(RuntimeError):
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"run {run_id} is already {status}")
+
+
+class SuperLinkUnavailable(RuntimeError):
+    """The SuperLink did not accept a request; the message says what to check."""
+
+
+class RunService:
+    def __init__(
+        self,
+        history: RunHistory,
+        tracker: RunTracker,
+        control_factory: Callable[[], FlowerControl],
+        app_dir: Path,
+        model_store: Path,
+    ) -> None:
+        self.history = history
+        self.tracker = tracker
+        self.control_factory = control_factory
+        self.app_dir = app_dir
+        self.model_store = model_store
+
+    def check(self, config: TrainingConfig) -> None:
+        """Everything that can be known before Flower is asked; raises FieldError."""
+        config.validate_domain()
+        if config.from_checkpoint:
+            try:
+                checkpoints.split_model_id(config.from_checkpoint)
+                meta = checkpoints.find_checkpoint(self.model_store, config.from_checkpoint)
+            except checkpoints.CheckpointError as exc:
+                raise FieldError("from_checkpoint", str(exc), config.from_checkpoint) from None
+            if meta.get("model") != config.model:
+                raise FieldError(
+                    "from_checkpoint",
+                    f"checkpoint {config.from_checkpoint} holds a {meta.get('model')!r} model but model is {config.model!r}",
+                    config.from_checkpoint,
+                )
+
+    def start(self, config: TrainingConfig) -> Run:
+        self.check(config)
+        run_id = uuid.uuid4().hex
+        self.history.create_run(run_id, config.model_dump(), config.num_rounds, config.from_checkpoint)
+        try:
+            flower_run_id = self.control_factory().start_run(self.app_dir, config.overrides(run_id, str(self.model_store)))
+        except Exception as exc:
+            self.tracker.set_status(run_id, "failed", error=f"the SuperLink refused the run: {exc}")
+            raise SuperLinkUnavailable(f"could not start the run on the SuperLink: {exc}") from exc
+        self.history.set_flower_run_id(run_id, flower_run_id)
+        self.tracker.attach(run_id)
+        run = self.history.get_run(run_id)
+        assert run is not None
+        return run
+
+    def stop(self, run_id: str) -> None:
+        run = self.history.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.status in TERMINAL_STATUSES:
+            raise RunAlreadyFinished(run_id, run.status)
+        if run.flower_run_id is None:
+            self.tracker.set_status(run_id, "stopped")
+            return
+        try:
+            self.control_factory().stop_run(int(run.flower_run_id))
+        except Exception as exc:
+            raise SuperLinkUnavailable(f"could not stop the run on the SuperLink: {exc}") from exc
+        self.tracker.attach(run_id)  # make sure someone records the final status

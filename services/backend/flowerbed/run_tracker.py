@@ -1,0 +1,160 @@
+"""One follower thread per unfinished run: Flower's log stream → DB rows → SSE wake-ups.
+
+The SuperLink is the durable buffer. A follower resumes from the run's stored
+`log_cursor` and the event sequence numbers already stored, so a backend that was
+restarted (or killed) re-attaches to every unfinished run and misses nothing. Flower
+statuses are mapped to ours here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flowerbed.db.run_history import RunHistory, StoredEvent
+from flowerbed.event_bus import EventBus
+from flowerbed.flower_control import FlowerControl, FlowerRun
+from flowerbed.run_follower import LogCursor, follow
+
+log = logging.getLogger(__name__)
+
+RESTART_HINT = "the SuperLink marked the run failed (restart?)"
+
+
+class _StatusProbe:
+    """Passes through to FlowerControl and reports each status `follow` polls."""
+
+    def __init__(self, control: FlowerControl, on_run: Callable[[FlowerRun], None]) -> None:
+        self._control = control
+        self._on_run = on_run
+
+    def stream_logs(self, run_id: int, after_timestamp: float = 0.0) -> Any:
+        return self._control.stream_logs(run_id, after_timestamp)
+
+    def get_run(self, run_id: int) -> FlowerRun | None:
+        run = self._control.get_run(run_id)
+        if run is not None:
+            self._on_run(run)
+        return run
+
+
+class RunTracker:
+    def __init__(self, history: RunHistory, bus: EventBus, control_factory: Callable[[], FlowerControl]) -> None:
+        self.history = history
+        self.bus = bus
+        self.control_factory = control_factory
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def publish(self, run_id: str, events: list[StoredEvent]) -> None:
+        if events:
+            self.bus.publish(run_id)
+
+    def attach(self, run_id: str) -> None:
+        """Start following a run unless a follower already does."""
+        with self._lock:
+            thread = self._threads.get(run_id)
+            if thread is not None and thread.is_alive():
+                return
+            thread = threading.Thread(target=self._follow_safely, args=(run_id,), name=f"follow-{run_id}", daemon=True)
+            self._threads[run_id] = thread
+        thread.start()
+
+    def attach_unfinished(self) -> list[str]:
+        run_ids = self.history.unfinished_run_ids()
+        for run_id in run_ids:
+            self.attach(run_id)
+        return run_ids
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        for thread in list(self._threads.values()):
+            thread.join(timeout=timeout / max(1, len(self._threads)))
+
+    # -- one run ----------------------------------------------------------------
+    def _follow_safely(self, run_id: str) -> None:
+        try:
+            self._follow(run_id)
+        except Exception:
+            log.exception("follower of run %s crashed; it resumes on the next backend start", run_id)
+        finally:
+            with self._lock:
+                self._threads.pop(run_id, None)
+
+    def _follow(self, run_id: str) -> None:
+        run = self.history.get_run(run_id)
+        if run is None:
+            return
+        if run.flower_run_id is None:
+            # Followers start only after StartRun answered, or at startup: this run's
+            # creator died between our DB row and Flower's reply.
+            self.set_status(run_id, "failed", error="the backend stopped before the run reached the SuperLink; start it again")
+            return
+        flower_run_id = int(run.flower_run_id)
+        cursor = LogCursor(after_timestamp=run.log_cursor or 0.0, seen_seq=set())
+        control = self.control_factory()
+        probe = _StatusProbe(control, lambda r: self._on_flower_status(run_id, r))
+
+        def on_log(text: str) -> None:
+            self.publish(run_id, self.history.ingest_log_chunk(run_id, text, cursor.after_timestamp))
+
+        while True:
+            try:
+                outcome = follow(
+                    probe,  # type: ignore[arg-type]
+                    flower_run_id,
+                    on_event=lambda _event: None,  # events are parsed with their log chunk, atomically
+                    on_log=on_log,
+                    cursor=cursor,
+                    should_stop=self._stopping.is_set,
+                )
+                break
+            except Exception as exc:  # SuperLink unreachable: keep trying, the SuperLink keeps the logs
+                log.warning("run %s: lost the SuperLink (%s); retrying", run_id, exc)
+                if self._stopping.wait(2.0):
+                    return
+        if outcome == "detached":
+            return
+        self._finish(run_id, flower_run_id, outcome, control)
+
+    def _on_flower_status(self, run_id: str, run: FlowerRun) -> None:
+        if run.status == "running":
+            self.set_status(run_id, "running")
+
+    def _finish(self, run_id: str, flower_run_id: int, outcome: str, control: FlowerControl) -> None:
+        """Map Flower's final status to ours; store traffic counters once."""
+        fields: dict[str, Any] = {}
+        try:
+            flower = control.get_run(flower_run_id)
+        except Exception:
+            flower = None
+        if flower is not None:
+            fields.update(bytes_sent=flower.bytes_sent, bytes_received=flower.bytes_recv)
+        finished = self.history.event_of_type(run_id, "run_finished")
+        failed = self.history.event_of_type(run_id, "run_failed")
+        last_round = (self.history.rounds(run_id) or [None])[-1]
+        if last_round is not None:
+            fields.update(accuracy=last_round.accuracy, loss=last_round.loss)
+        if outcome == "finished:completed" and finished is not None:
+            fields.update(accuracy=finished.get("accuracy"), loss=finished.get("loss"))
+            self.set_status(run_id, "completed", **fields)
+        elif outcome == "finished:stopped":
+            self.set_status(run_id, "stopped", **fields)
+        elif outcome == "unknown":
+            self.set_status(
+                run_id, "failed", error=f"the SuperLink has no Flower run {flower_run_id} (was its database reset?)", **fields
+            )
+        else:
+            reason = (failed or {}).get("reason") or ""
+            if not reason:
+                try:
+                    reason = control.run_details(flower_run_id)
+                except Exception:
+                    reason = ""
+            self.set_status(run_id, "failed", error=reason or RESTART_HINT, **fields)
+
+    def set_status(self, run_id: str, status: str, **fields: Any) -> None:
+        self.publish(run_id, self.history.set_status(run_id, status, **fields))

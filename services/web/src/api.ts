@@ -1,0 +1,205 @@
+/**
+ * The backend's HTTP API, typed. Same-origin relative paths only: the backend serves this page in local
+ * mode and nginx proxies these paths in compose. Every request carries the bearer token; a 401 asks for
+ * the token once and retries.
+ */
+import { getToken, promptForToken } from "./token";
+
+export type RunStatus = "pending" | "running" | "completed" | "failed" | "stopped";
+export const RUN_STATUSES: RunStatus[] = ["pending", "running", "completed", "failed", "stopped"];
+export const TERMINAL: ReadonlySet<string> = new Set(["completed", "failed", "stopped"]);
+
+export type Timestamp = string | number | null;
+export type TrainingConfig = Record<string, unknown>;
+
+export interface RunSummary {
+  run_id: string;
+  status: RunStatus;
+  created_at: Timestamp;
+  started_at?: Timestamp;
+  finished_at?: Timestamp;
+  config?: TrainingConfig;
+  accuracy?: number | null;
+  loss?: number | null;
+  rounds_completed?: number | null;
+  num_rounds?: number | null;
+  flower_run_id?: string | null;
+  error?: string | null;
+  from_checkpoint?: string | null;
+  trace_id?: string | null;
+}
+
+export interface ClientResult {
+  node_id: string;
+  partition_id?: number | null;
+  num_examples?: number | null;
+  train_loss?: number | null;
+  train_accuracy?: number | null;
+  train_seconds?: number | null;
+  val_loss?: number | null;
+  val_accuracy?: number | null;
+}
+
+export interface Failure {
+  node_id?: string | null;
+  phase?: string | null;
+  reason?: string | null;
+}
+
+export interface RoundResult {
+  round: number;
+  accuracy?: number | null;
+  loss?: number | null;
+  train?: Record<string, unknown> | null;
+  federated_evaluation?: Record<string, unknown> | null;
+  clients?: ClientResult[];
+  failures?: Failure[];
+  seconds?: number | null;
+  timeline?: unknown;
+  model_id?: string | null;
+}
+
+export interface RunDetail extends RunSummary {
+  rounds: RoundResult[];
+  bytes_sent?: number | null;
+  bytes_received?: number | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface NodeInfo {
+  node_id: string;
+  status: string;
+  last_seen: Timestamp;
+  online_until?: Timestamp;
+}
+
+export interface ModelInfo {
+  model_id: string;
+  run_id: string;
+  round: number;
+  model?: string | null;
+  metrics?: Record<string, number | null> | null;
+  sha256?: string | null;
+  size?: number | null;
+  created_at?: Timestamp;
+}
+
+export interface ValidationIssue {
+  loc: (string | number)[];
+  msg: string;
+  type?: string;
+}
+
+/** An HTTP error with the server's `detail` kept as is (a string, or pydantic's list of issues). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: unknown,
+  ) {
+    super(ApiError.describe(status, detail));
+  }
+
+  get issues(): ValidationIssue[] {
+    return Array.isArray(this.detail) ? (this.detail as ValidationIssue[]) : [];
+  }
+
+  static describe(status: number, detail: unknown): string {
+    if (typeof detail === "string" && detail) return detail;
+    if (Array.isArray(detail)) return detail.map((d) => (d as ValidationIssue).msg).join("; ");
+    if (status === 0) return "The server cannot be reached. Is the backend running?";
+    return `The server answered ${status}.`;
+  }
+}
+
+function authHeaders(): Record<string, string> {
+  const token = getToken();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+async function request<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: { Accept: "application/json", ...authHeaders(), ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+  } catch {
+    throw new ApiError(0, null);
+  }
+  const text = await response.text();
+  let data: unknown = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = text;
+  }
+  if (response.status === 401 && !retried) {
+    const hadToken = getToken() !== null;
+    const token = await promptForToken(hadToken ? "The stored token was rejected. Paste the current API token." : undefined);
+    if (token) return request<T>(method, path, body, true);
+  }
+  if (!response.ok) {
+    const detail = data && typeof data === "object" && "detail" in data ? (data as { detail: unknown }).detail : data;
+    throw new ApiError(response.status, detail);
+  }
+  return data as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  schema: () => request<JsonSchema>("GET", "/training/schema"),
+  start: (config: TrainingConfig) => request<RunSummary>("POST", "/training/start", config),
+  runs: (params: { status?: string; limit: number; offset: number }) => {
+    const q = new URLSearchParams({ limit: String(params.limit), offset: String(params.offset) });
+    if (params.status) q.set("status", params.status);
+    return request<Page<RunSummary>>("GET", `/training?${q}`);
+  },
+  run: (id: string) => request<RunDetail>("GET", `/training/${enc(id)}`),
+  stop: (id: string) => request<unknown>("POST", `/training/${enc(id)}/stop`),
+  nodes: () => request<{ items: NodeInfo[] }>("GET", "/nodes"),
+  models: (runId?: string) => request<{ items: ModelInfo[] }>("GET", runId ? `/models?run_id=${enc(runId)}` : "/models"),
+};
+
+/** EventSource cannot send headers, so the token goes in the query string. */
+export function eventsUrl(runId: string): string {
+  const token = getToken();
+  return `/training/${enc(runId)}/events${token ? `?token=${enc(token)}` : ""}`;
+}
+
+export function downloadUrl(modelId: string): string {
+  const token = getToken();
+  return `/models/${enc(modelId)}/download${token ? `?token=${enc(token)}` : ""}`;
+}
+
+export function traceUrl(traceId: string): string {
+  return `/traces/${enc(traceId)}`;
+}
+
+export interface JsonSchema {
+  type?: string | string[];
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  $defs?: Record<string, JsonSchema>;
+  definitions?: Record<string, JsonSchema>;
+  $ref?: string;
+  anyOf?: JsonSchema[];
+  oneOf?: JsonSchema[];
+  allOf?: JsonSchema[];
+  enum?: unknown[];
+  const?: unknown;
+  default?: unknown;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  title?: string;
+  description?: string;
+}

@@ -1,0 +1,52 @@
+/** Entry point: token capture, top navigation and the hash router. Views own everything below <main>. */
+import "./styles.css";
+import { currentRoute, type Route } from "./router";
+import { captureTokenFromUrl, getToken, promptForToken } from "./token";
+import { renderModels } from "./views/models";
+import { renderNodes } from "./views/nodes";
+import { renderRun } from "./views/run";
+import { renderRuns } from "./views/runs";
+import { renderStart } from "./views/start";
+
+captureTokenFromUrl();
+
+const app = document.getElementById("app")!;
+let cleanup: (() => void) | null = null;
+
+function viewFor(route: Route): (root: HTMLElement, route: Route) => () => void {
+  const [section, id] = route.path;
+  if (section === "start") return renderStart;
+  if (section === "runs" && id) return renderRun;
+  if (section === "nodes") return renderNodes;
+  if (section === "models") return renderModels;
+  return renderRuns;
+}
+
+function route(): void {
+  const r = currentRoute();
+  cleanup?.();
+  document.querySelectorAll(".toast, .modal-overlay:not([data-testid=token-modal])").forEach((el) => el.remove());
+  const section = r.path[0] || "runs";
+  document.querySelectorAll<HTMLAnchorElement>(".tabs a").forEach((a) => {
+    const active = a.dataset.route === section;
+    a.classList.toggle("active", active);
+    if (active) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  });
+  document.title = `${{ start: "Start training", runs: r.path[1] ? `Run ${r.path[1].slice(0, 8)}` : "Runs", nodes: "Nodes", models: "Models" }[section] ?? "Runs"} · Flowerbed`;
+  cleanup = viewFor(r)(app, r);
+  window.scrollTo(0, 0);
+}
+
+const tokenButton = document.getElementById("token-button")!;
+function renderTokenButton(): void {
+  const has = getToken() !== null;
+  tokenButton.textContent = has ? "Token ✓" : "Set token";
+  tokenButton.classList.toggle("token-set", has);
+}
+tokenButton.addEventListener("click", () => void promptForToken("Paste the API token (`make run` prints it). It is stored in this browser only."));
+document.addEventListener("flowerbed:token", renderTokenButton);
+renderTokenButton();
+
+window.addEventListener("hashchange", route);
+route();

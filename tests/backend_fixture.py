@@ -1,0 +1,228 @@
+"""Fixtures for API tests: a real `flowerbed serve` process on a free port, and PostgreSQL.
+
+`backend` yields (base_url, token, federation, data_dir) for a backend process in its
+own process group, wired to a real 2-node federation; `backend_factory` starts more
+(e.g. to kill -9 and restart one on the same database). `postgres_url` is a
+throwaway database on the machine's PostgreSQL 15, dropped afterwards.
+Every process started here is stopped by process group at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import httpx
+import pytest
+from conftest import env_extra, free_port, free_ports
+
+from flowerbed import launcher
+from flowerbed.topology import Ports
+
+TERMINAL = ("completed", "failed", "stopped")
+# Small runs: the machine is shared; these keep a round to a few seconds of compute.
+QUICK_RUN = {"max_train_examples": 200, "batch_size": 50, "fraction_train": 1.0, "min_nodes": 2, "min_available_nodes": 2}
+
+
+class Backend(NamedTuple):
+    base_url: str
+    token: str
+    federation: launcher.Federation
+    data_dir: Path
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60.0, **kwargs)
+
+
+@dataclass
+class BackendProcess:
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    token: str
+    data_dir: Path
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+        _kill_group(self.proc, sig, grace)
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int, grace: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+    proc.wait(timeout=10)
+
+
+def spawn_backend(
+    data_dir: Path, superlink_url: str, port: int | None = None, env: dict[str, str] | None = None, timeout: float = 90.0
+) -> BackendProcess:
+    """`flowerbed serve` as a subprocess in its own process group; returns once /ready is 200."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    token = uuid.uuid4().hex
+    proc_env = {
+        **os.environ,
+        **env_extra(),
+        "FLOWERBED_DATA_DIR": str(data_dir),
+        "FLOWERBED_SUPERLINK_URL": superlink_url,
+        "FLOWERBED_API_TOKEN": token,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    log = data_dir / f"backend-{port}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flowerbed.cli", "serve", "--port", str(port), "--log-level", "warning"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=proc_env,
+            start_new_session=True,
+        )
+    backend = BackendProcess(proc, f"http://127.0.0.1:{port}", token, data_dir, log, env or {})
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"backend exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(backend.base_url + "/ready", timeout=5).status_code == 200:
+                return backend
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            backend.stop(signal.SIGKILL)
+            raise TimeoutError(f"backend not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def backend_factory() -> Iterator[Callable[..., BackendProcess]]:
+    started: list[BackendProcess] = []
+
+    def factory(*args: Any, **kwargs: Any) -> BackendProcess:
+        backend = spawn_backend(*args, **kwargs)
+        started.append(backend)
+        return backend
+
+    yield factory
+    for backend in reversed(started):
+        backend.stop()
+
+
+@pytest.fixture(scope="session")
+def api_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.Federation]:
+    """A 2-node federation shared by the API tests (started once: Flower start-up is slow here)."""
+    directory = tmp_path_factory.mktemp("api-federation")
+    ports = Ports(superlink=free_port(), supernode_base=free_ports(2))
+    federation = launcher.start(directory, 2, ports, extra_env=env_extra())
+    yield federation
+    launcher.stop(federation)
+
+
+@pytest.fixture(scope="session")
+def backend(api_federation: launcher.Federation) -> Iterator[Backend]:
+    """(base_url, token, federation, data_dir) of a real backend on the shared federation."""
+    data_dir = Path(api_federation.data_dir)
+    process = spawn_backend(data_dir, api_federation.superlink_url)
+    yield Backend(process.base_url, process.token, api_federation, data_dir)
+    process.stop()
+
+
+# -- helpers used by the API tests --------------------------------------------------
+def read_sse(base_url: str, token: str, run_id: str, timeout: float = 600.0, last_event_id: int | None = None) -> list[dict]:
+    """Every SSE event of a run until the stream ends (run terminal); fails on timeout."""
+    events: list[dict] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    with httpx.stream(
+        "GET", f"{base_url}/training/{run_id}/events", headers=headers, timeout=httpx.Timeout(timeout, read=60)
+    ) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        current: dict = {}
+        for line in response.iter_lines():
+            if line.startswith("id:"):
+                current["id"] = int(line[3:].strip())
+            elif line.startswith("event:"):
+                current["event"] = line[6:].strip()
+            elif line.startswith("data:"):
+                current["data"] = json.loads(line[5:].strip())
+            elif not line and current:
+                events.append(current)
+                current = {}
+    return events
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def start_run(client: httpx.Client, **config: Any) -> dict:
+    response = client.post("/training/start", json={**QUICK_RUN, **config})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+# -- PostgreSQL ---------------------------------------------------------------------
+PG_ROLE = "flowerbed_test"
+PG_PASSWORD = "flowerbed_test_pw"
+PG_INSTALL_HINT = (
+    "PostgreSQL 15 is required for the database tests: `apt-get install postgresql-15` (or `make setup` as root), "
+    "then `pg_ctlcluster 15 main start`"
+)
+
+
+def _psql(sql: str, database: str = "postgres") -> str:
+    command = ["psql", "-v", "ON_ERROR_STOP=1", "-qAt", "-d", database, "-c", sql]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
+    if result.returncode != 0:
+        raise RuntimeError(f"psql failed: {sql}\n{result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """Host:port of a running local PostgreSQL 15 with our test role; fails (never skips) if absent."""
+    if not Path("/usr/lib/postgresql/15/bin/postgres").exists():
+        pytest.fail(PG_INSTALL_HINT)
+    status = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    if "15 main" in status and " down " in status:
+        if os.geteuid() != 0:
+            pytest.fail(f"PostgreSQL 15 is installed but not running: `sudo pg_ctlcluster 15 main start`. {PG_INSTALL_HINT}")
+        subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True, timeout=60)
+    port = next((line.split()[2] for line in status.splitlines() if line.startswith("15 main")), "5432")
+    if not _psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{PG_ROLE}'").strip():
+        _psql(f"CREATE ROLE {PG_ROLE} LOGIN PASSWORD '{PG_PASSWORD}' CREATEDB")
+    return f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A throwaway database, dropped after the test."""
+    name = f"flowerbed_test_{uuid.uuid4().hex[:10]}"
+    _psql(f"CREATE DATABASE {name} OWNER {PG_ROLE}")
+    yield f"postgresql+psycopg://{PG_ROLE}:{PG_PASSWORD}@{postgres_server}/{name}"
+    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

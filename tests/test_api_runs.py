@@ -1,0 +1,152 @@
+"""Real runs through the REST API: SSE progress, history, concurrency, stop and resume.
+
+Against a `flowerbed serve` process and a real 2-node federation. Runs are small
+(200 examples per client) because the machine is shared; correctness, not speed, is
+what is checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from backend_fixture import Backend, read_sse, start_run, wait_for
+
+pytestmark = pytest.mark.federation
+
+
+@pytest.fixture(scope="module")
+def two_runs(backend: Backend) -> dict[str, dict]:
+    """Runs A (2 rounds) and B (1 round) started together; their SSE streams read to the end."""
+    with backend.client() as client:
+        a = start_run(client, num_rounds=2, seed=1)
+        b = start_run(client, num_rounds=1, seed=2)
+    streams: dict[str, list[dict]] = {}
+
+    def read(run: dict) -> None:
+        streams[run["run_id"]] = read_sse(backend.base_url, backend.token, run["run_id"], timeout=900)
+
+    threads = [threading.Thread(target=read, args=(run,)) for run in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=900)
+    with backend.client() as client:
+        return {
+            name: {"start": run, "events": streams[run["run_id"]], "detail": client.get(f"/training/{run['run_id']}").json()}
+            for name, run in (("a", a), ("b", b))
+        }
+
+
+def test_run_completes_with_a_round_finished_event_per_round(two_runs: dict, backend: Backend) -> None:
+    run = two_runs["a"]
+    start, events, detail = run["start"], run["events"], run["detail"]
+    assert start["status"] == "pending"
+    assert isinstance(start["flower_run_id"], str) and int(start["flower_run_id"]) > 0
+    assert detail["status"] == "completed", detail["error"]
+    finished = [e for e in events if e["event"] == "round_finished"]
+    assert [e["data"]["round"] for e in finished] == [1, 2]
+    assert [e["id"] for e in events] == sorted({e["id"] for e in events})  # unique, increasing ids
+    statuses = [e["data"]["status"] for e in events if e["event"] == "status"]
+    assert statuses == ["pending", "running", "completed"]
+    assert events[-1]["event"] == "status"
+    # The stored rounds are the streamed rounds.
+    assert [r["round"] for r in detail["rounds"]] == [1, 2]
+    for streamed, stored in zip(finished, detail["rounds"], strict=True):
+        assert stored["accuracy"] == streamed["data"]["accuracy"]
+        assert stored["loss"] == streamed["data"]["loss"]
+        assert stored["model_id"] == streamed["data"]["model_id"]
+        assert {c["partition_id"] for c in stored["clients"]} == {0, 1}
+        assert all(isinstance(c["node_id"], str) for c in stored["clients"])
+    assert detail["rounds_completed"] == detail["num_rounds"] == 2
+    assert detail["accuracy"] == finished[-1]["data"]["accuracy"]
+    assert detail["bytes_sent"] > 0 and detail["bytes_received"] > 0
+    assert detail["started_at"] and detail["finished_at"]
+    # Replay after Last-Event-ID gives exactly the rest.
+    tail = read_sse(backend.base_url, backend.token, start["run_id"], last_event_id=events[2]["id"])
+    assert [e["id"] for e in tail] == [e["id"] for e in events[3:]]
+    # Flower itself knows the run.
+    listing = subprocess.run(
+        [str(Path(sys.executable).parent / "flwr"), "ls", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FLWR_HOME": str(backend.data_dir / "flwr-home")},
+        cwd=backend.data_dir,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert start["flower_run_id"] in listing.stdout
+    ids = {str(r.get("run-id")) for r in json.loads(listing.stdout).get("runs", [])}
+    assert start["flower_run_id"] in ids
+    # Logs and models of the run are served.
+    with backend.client() as client:
+        logs = client.get(f"/training/{start['run_id']}/logs").json()
+        assert "FLOWERBED_EVENT" in logs["logs"]
+        models = client.get("/models", params={"run_id": start["run_id"]}).json()["items"]
+        assert [m["round"] for m in models] == [1, 2]
+        download = client.get(f"/models/{models[-1]['model_id']}/download")
+        assert download.status_code == 200
+        assert download.headers["x-checksum-sha256"] == models[-1]["sha256"]
+        listed = client.get("/training", params={"status": "completed"}).json()
+        assert start["run_id"] in [r["run_id"] for r in listed["items"]]
+
+
+def test_concurrent_runs_do_not_mix(two_runs: dict) -> None:
+    a, b = two_runs["a"], two_runs["b"]
+    assert a["detail"]["status"] == b["detail"]["status"] == "completed"
+    assert a["start"]["flower_run_id"] != b["start"]["flower_run_id"]
+    assert [r["round"] for r in b["detail"]["rounds"]] == [1]
+    for run in (a, b):
+        run_id, flower_run_id = run["start"]["run_id"], run["start"]["flower_run_id"]
+        for event in run["events"]:
+            assert event["data"]["run_id"] == run_id
+            if event["event"] != "status":
+                assert event["data"]["flower_run_id"] == flower_run_id
+        for stored in run["detail"]["rounds"]:
+            assert stored["model_id"].startswith(run_id)
+    assert a["detail"]["config"]["seed"] == 1 and b["detail"]["config"]["seed"] == 2
+
+
+def test_stopping_a_finished_run_is_409(two_runs: dict, backend: Backend) -> None:
+    run_id = two_runs["b"]["start"]["run_id"]
+    with backend.client() as client:
+        response = client.post(f"/training/{run_id}/stop")
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"run {run_id} is already completed"}
+
+
+def test_resume_continues_at_the_next_round(two_runs: dict, backend: Backend) -> None:
+    model_id = two_runs["a"]["detail"]["rounds"][-1]["model_id"]
+    assert model_id.endswith("-round-0002")
+    with backend.client() as client:
+        run = start_run(client, num_rounds=1, from_checkpoint=model_id, seed=3)
+        events = read_sse(backend.base_url, backend.token, run["run_id"], timeout=600)
+        detail = client.get(f"/training/{run['run_id']}").json()
+    assert detail["status"] == "completed", detail["error"]
+    assert detail["from_checkpoint"] == model_id
+    assert [e["data"]["round"] for e in events if e["event"] == "round_finished"] == [3]
+    assert [r["round"] for r in detail["rounds"]] == [3]
+    assert detail["rounds"][0]["model_id"] == f"{run['run_id']}-round-0003"
+
+
+def test_stop_mid_run(backend: Backend) -> None:
+    with backend.client() as client:
+        run = start_run(client, num_rounds=50)
+        run_id = run["run_id"]
+        wait_for(lambda: client.get(f"/training/{run_id}").json()["status"] == "running", 300, "the run to be running")
+        response = client.post(f"/training/{run_id}/stop")
+        assert response.status_code == 202
+        assert response.json() == {"run_id": run_id, "status": "stopping"}
+        events = read_sse(backend.base_url, backend.token, run_id, timeout=300)
+        assert events[-1]["data"]["status"] == "stopped"
+        detail = client.get(f"/training/{run_id}").json()
+        assert detail["status"] == "stopped"
+        assert detail["rounds_completed"] < 50
+        again = client.post(f"/training/{run_id}/stop")
+        assert again.status_code == 409
+        assert again.json() == {"detail": f"run {run_id} is already stopped"}

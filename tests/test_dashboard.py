@@ -1,0 +1,264 @@
+"""The dashboard in a real browser against the real backend and a real 3-node federation.
+
+Drives what a user does: open the link with `?token=`, start a 2-round run from the form and watch it finish
+live, stop a second run, submit an invalid value and read the server's reason beside the field. Screenshots of
+each step go to test-artifacts/ (gitignored); the completed run view also goes to docs/dashboard.png.
+
+Runs on its own 3-node federation and backend (the shared API fixture has 2 nodes), through the backend
+fixture's own `spawn_backend`, so the interface stays `(base_url, token, federation, data_dir)`.
+Needs `make web` (services/web/dist) and Debian's Chromium at /usr/bin/chromium; never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backend_fixture import Backend, spawn_backend
+from conftest import env_extra, free_port, free_ports
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from flowerbed import launcher
+from flowerbed.topology import Ports
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+README_SHOT = ROOT / "docs" / "dashboard.png"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RUN_TIMEOUT_MS = 240_000
+
+
+def shot(page: Page, name: str, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=full_page)
+
+
+def as_percent(value: float) -> str:
+    """Python twin of the dashboard's `formatAccuracy`: JS `(v * 100).toFixed(2)` rounds exact ties up."""
+    exact = Decimal(value * 100)  # the same binary double JS formats
+    return f"{exact.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}%"
+
+
+def api(base_url: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        base_url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def wait_for_api_status(base_url: str, token: str, run_id: str, expected: str, timeout: float = 60.0) -> dict[str, Any]:
+    """`GET /training/{id}` once it reports `expected` (the event stream may announce it a moment earlier)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, run = api(base_url, token, "GET", f"/training/{run_id}")
+        assert status == 200, run
+        if run["status"] == expected:
+            return run
+        assert time.monotonic() < deadline, f"the API still says {run['status']!r}, not {expected!r}, after {timeout:.0f}s: {run}"
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """This module's backend on a real 3-node federation; overrides the shared 2-node `backend` here only."""
+    directory = tmp_path_factory.mktemp("dashboard-federation")
+    federation = launcher.start(directory, 3, Ports(superlink=free_port(), supernode_base=free_ports(3)), extra_env=env_extra())
+    try:
+        process = spawn_backend(directory, federation.superlink_url)
+        try:
+            yield Backend(process.base_url, process.token, federation, directory)
+        finally:
+            process.stop()
+    finally:
+        launcher.stop(federation)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make setup does it as root)"
+    dist = ROOT / "services" / "web" / "dist" / "index.html"
+    assert dist.exists(), f"the dashboard is not built ({dist} missing): run `make web`"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the dashboard: {errors}"
+
+
+def open_dashboard(page: Page, base_url: str, token: str, route: str = "") -> None:
+    page.goto(f"{base_url}/?token={token}{route}")
+    expect(page.get_by_test_id("nav-start")).to_be_visible()
+    assert "token=" not in page.url, f"the token stayed in the address bar: {page.url}"
+    assert page.evaluate("localStorage.getItem('flowerbed.token')") == token
+
+
+def fill_start_form(page: Page, rounds: int, nodes: int) -> None:
+    page.get_by_test_id("nav-start").click()
+    expect(page.get_by_test_id("start-form")).to_be_visible()
+    page.get_by_test_id("field-num_rounds").fill(str(rounds))
+    page.get_by_test_id("field-max_train_examples").fill("500")
+    page.get_by_test_id("field-min_available_nodes").fill(str(nodes))  # every node connected before round 1
+
+
+def submit_and_open_run(page: Page) -> str:
+    page.get_by_test_id("start-submit").click()
+    page.wait_for_url(re.compile(r"#/runs/[^/?]+$"), timeout=30_000)
+    return page.url.rsplit("/", 1)[-1]
+
+
+def test_start_run_from_the_form_and_watch_it_complete(backend: Any, page: Page) -> None:
+    base_url, token, federation, _data_dir = backend
+    open_dashboard(page, base_url, token)
+    shot(page, "01-home")
+
+    fill_start_form(page, rounds=2, nodes=federation.num_nodes)
+    shot(page, "02-start-form")
+    run_id = submit_and_open_run(page)
+    expect(page.get_by_test_id("run-status")).to_be_visible()
+    shot(page, "03-run-started")
+
+    expect(page.get_by_test_id("round-row-1")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    shot(page, "04-round-1")
+    expect(page.locator("[data-testid=run-status][data-status=completed]")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+
+    # Both rounds in the chart (uPlot draws on a canvas; its host lists the plotted rounds) and in the table.
+    chart = page.get_by_test_id("metrics-chart")
+    expect(chart.locator("canvas")).to_be_visible()
+    expect(chart).to_have_attribute("data-rounds", "1,2")
+    expect(page.get_by_test_id("round-row-1")).to_be_visible()
+    expect(page.get_by_test_id("round-row-2")).to_be_visible()
+    expect(page.get_by_test_id("run-status")).to_have_text("Completed")
+    expect(page.get_by_test_id("run-progress")).to_have_text("2/2")
+    expect(page.get_by_test_id("clients-card").get_by_test_id("client-row").first).to_be_visible()
+
+    run = wait_for_api_status(base_url, token, run_id, "completed")
+    assert run["accuracy"] is not None, f"a completed run without accuracy: {run}"
+    expect(page.get_by_test_id("run-accuracy")).to_have_text(as_percent(run["accuracy"]))
+    expect(page.get_by_test_id("live-line")).to_contain_text("Completed at", timeout=30_000)  # re-fetched from the API
+    expect(page.get_by_test_id("run-accuracy")).to_have_text(as_percent(run["accuracy"]))
+    shot(page, "05-completed")
+
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    README_SHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(README_SHOT), full_page=False)
+    assert README_SHOT.stat().st_size < 300_000, f"{README_SHOT} is {README_SHOT.stat().st_size} bytes"
+
+    # The run is in the history, with the same accuracy.
+    page.get_by_test_id("nav-runs").click()
+    row = page.locator(f"[data-testid=run-row][data-run-id='{run_id}']")
+    expect(row).to_contain_text(as_percent(run["accuracy"]))
+    expect(row.get_by_test_id("status-badge")).to_have_text("Completed")
+    shot(page, "06-runs")
+
+
+def test_stop_a_run_from_the_ui(backend: Any, page: Page) -> None:
+    base_url, token, federation, _data_dir = backend
+    open_dashboard(page, base_url, token)
+    fill_start_form(page, rounds=50, nodes=federation.num_nodes)
+    run_id = submit_and_open_run(page)
+    expect(page.locator("[data-testid=run-status][data-status=running]")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    shot(page, "07-running")
+
+    page.get_by_test_id("stop-button").click()
+    expect(page.get_by_test_id("stop-modal")).to_be_visible()
+    shot(page, "08-stop-confirm", full_page=False)
+    page.get_by_test_id("stop-confirm").click()
+    expect(page.locator("[data-testid=run-status][data-status=stopped]")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(page.get_by_test_id("stop-button")).to_have_count(0)
+    shot(page, "09-stopped")
+    wait_for_api_status(base_url, token, run_id, "stopped")
+
+    # History: filter by status, then overlay two runs' accuracy curves when there are two.
+    page.get_by_test_id("nav-runs").click()
+    page.get_by_test_id("status-filter").select_option("stopped")
+    expect(page.locator(f"[data-testid=run-row][data-run-id='{run_id}']")).to_be_visible()
+    for badge in page.get_by_test_id("status-badge").all():
+        expect(badge).to_have_text("Stopped")
+    page.get_by_test_id("status-filter").select_option("")
+    expect(page.get_by_test_id("run-row").first).to_be_visible()
+    boxes = page.get_by_test_id("run-select")
+    if boxes.count() >= 2:
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        page.get_by_test_id("compare-button").click()
+        expect(page.get_by_test_id("compare-chart").locator("canvas")).to_be_visible()
+        expect(page.get_by_test_id("compare-chart")).to_have_attribute("data-series", "2")
+        shot(page, "10-compare")
+
+
+def test_server_validation_message_appears_next_to_the_field(backend: Any, page: Page) -> None:
+    """Without a stored token the 401 asks for one (modal), the retry gets the 422, shown beside `alpha`."""
+    base_url, token, _federation, _data_dir = backend
+    # The server's own words for this mistake, to compare with what the form shows.
+    status, answer = api(base_url, token, "POST", "/training/start", {"alpha": -1})
+    assert status == 422, answer
+    expected = next(d["msg"] for d in answer["detail"] if d["loc"][-1] == "alpha")
+
+    page.goto(f"{base_url}/#/start")  # no ?token= and a fresh browser context: no token yet
+    expect(page.get_by_test_id("token-button")).to_have_text("Set token")
+    alpha = page.get_by_test_id("field-alpha")
+    expect(alpha).to_be_visible()
+    alpha.evaluate("el => { el.removeAttribute('min'); el.removeAttribute('max'); }")  # bypass the browser's check
+    alpha.fill("-1")
+    page.get_by_test_id("start-submit").click()
+
+    expect(page.get_by_test_id("token-modal")).to_be_visible()
+    shot(page, "11-token-prompt", full_page=False)
+    page.get_by_test_id("token-input").fill(token)
+    page.get_by_test_id("token-save").click()
+    expect(page.get_by_test_id("token-modal")).to_have_count(0)
+    assert page.evaluate("localStorage.getItem('flowerbed.token')") == token
+
+    error = page.get_by_test_id("error-alpha")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text(expected)
+    expect(alpha).to_have_attribute("aria-invalid", "true")
+    # Next to the field: inside the alpha field's own block, right under its input.
+    expect(page.locator("[data-field=alpha]").get_by_test_id("error-alpha")).to_have_count(1)
+    expect(page.get_by_test_id("form-errors")).to_contain_text(expected)
+    assert "#/start" in page.url  # no run was started
+    shot(page, "12-validation", full_page=False)
+
+
+def test_nodes_view_lists_the_federation(backend: Any, page: Page) -> None:
+    base_url, token, federation, _data_dir = backend
+    open_dashboard(page, base_url, token, "#/nodes")
+    expect(page.get_by_test_id("nodes-table")).to_be_visible()
+    # Refreshed every 5 s: every SuperNode of the federation shows up online without a reload.
+    online = "document.querySelectorAll('[data-testid=node-row] [data-status=online]').length"
+    page.wait_for_function(f"{online} >= {federation.num_nodes}", polling=500, timeout=60_000)
+    expect(page.get_by_test_id("nodes-summary")).to_contain_text("online")
+    shot(page, "13-nodes")
