@@ -73,7 +73,7 @@ def spawn_backend(
     """`flowerbed serve` as a subprocess in its own process group; returns once /ready is 200."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    token = uuid.uuid4().hex
+    token = (env or {}).get("FLOWERBED_API_TOKEN") or uuid.uuid4().hex
     proc_env = {
         **os.environ,
         **env_extra(),

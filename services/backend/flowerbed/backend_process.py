@@ -105,3 +105,18 @@ def find_backend(data_dir: Path) -> BackendInfo | None:
     except (OSError, ValueError, KeyError):
         return None
     return info if info.alive() else None
+
+
+def local_tracing_env(port: int, token: str) -> dict[str, str]:
+    """OTEL_* for every local process: export spans to the backend's /v1/traces.
+
+    Standard exporter variables only, so users can point them elsewhere (a real
+    collector) by setting OTEL_EXPORTER_OTLP_ENDPOINT themselves.
+    """
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return {}
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{token}",
+    }

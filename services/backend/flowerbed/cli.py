@@ -66,10 +66,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if existing and existing.alive():
         return _fail(f"a federation is already running from {directory} (pid {existing.owner_pid}); `flowerbed down` first")
     print(f"starting SuperLink and {args.nodes} SuperNodes (logs in {directory / 'logs'}) …", flush=True)
-    federation = launcher.start(directory, args.nodes, _ports(args))
+    token = _token(directory)
+    tracing = backend_process.local_tracing_env(args.port, token) if args.tracing else {}
+    federation = launcher.start(directory, args.nodes, _ports(args), extra_env=tracing)
     try:
-        token = _token(directory)
-        backend = backend_process.start_backend(federation, args.port)
+        backend = backend_process.start_backend(federation, args.port, extra_env=tracing)
     except BaseException as exc:
         launcher.stop(federation)
         return _fail(f"the backend did not start: {exc}")
@@ -343,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start a local federation and its backend; keep them running until Ctrl-C")
     _add_federation_args(up)
     up.add_argument("--port", type=int, default=8080, help="the backend's HTTP port (default 8080)")
+    up.add_argument("--no-tracing", dest="tracing", action="store_false", help="don't export OpenTelemetry spans to the backend")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop the local federation started by `flowerbed up`")

@@ -16,7 +16,7 @@ from flowerbed.db.run_history import RunHistory
 from flowerbed.flower_control import FlowerControl
 from flowerbed.run_config import FieldError, TrainingConfig
 from flowerbed.run_tracker import RunTracker
-from flowerbed_app import checkpoints
+from flowerbed_app import checkpoints, telemetry
 
 
 class RunNotFound(LookupError):
@@ -69,7 +69,10 @@ class RunService:
         run_id = uuid.uuid4().hex
         self.history.create_run(run_id, config.model_dump(), config.num_rounds, config.from_checkpoint)
         try:
-            flower_run_id = self.control_factory().start_run(self.app_dir, config.overrides(run_id, str(self.model_store)))
+            overrides = config.overrides(run_id, str(self.model_store))
+            # The ServerApp's fl.run span becomes a child of this request's span.
+            overrides["traceparent"] = telemetry.traceparent_of()
+            flower_run_id = self.control_factory().start_run(self.app_dir, overrides)
         except Exception as exc:
             self.tracker.set_status(run_id, "failed", error=f"the SuperLink refused the run: {exc}")
             raise SuperLinkUnavailable(f"could not start the run on the SuperLink: {exc}") from exc

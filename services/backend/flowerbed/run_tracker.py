@@ -17,6 +17,7 @@ from flowerbed.db.run_history import RunHistory, StoredEvent
 from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl, FlowerRun
 from flowerbed.run_follower import LogCursor, follow
+from flowerbed.training_metrics import observe_event, observe_status
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class RunTracker:
         self._stopping = threading.Event()
 
     def publish(self, run_id: str, events: list[StoredEvent]) -> None:
+        for event in events:
+            observe_event(run_id, {**event.data, "event": event.type})
         if events:
             self.bus.publish(run_id)
 
@@ -76,8 +79,11 @@ class RunTracker:
 
     # -- one run ----------------------------------------------------------------
     def _follow_safely(self, run_id: str) -> None:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
         try:
-            self._follow(run_id)
+            with suppress_instrumentation():  # polling the SuperLink is not worth a trace per request
+                self._follow(run_id)
         except Exception:
             log.exception("follower of run %s crashed; it resumes on the next backend start", run_id)
         finally:
@@ -157,4 +163,7 @@ class RunTracker:
             self.set_status(run_id, "failed", error=reason or RESTART_HINT, **fields)
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> None:
-        self.publish(run_id, self.history.set_status(run_id, status, **fields))
+        events = self.history.set_status(run_id, status, **fields)
+        if events and status in ("completed", "failed", "stopped"):
+            observe_status(run_id, status, fields.get("bytes_sent"), fields.get("bytes_received"))
+        self.publish(run_id, events)

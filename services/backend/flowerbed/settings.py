@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         description="Built dashboard served at / with index.html fallback, if the directory exists.",
     )
     app_dir: Path = Field(default_factory=paths.app_dir, description="The Flower App directory packed into a FAB per run.")
+    trace_retention_spans: int = Field(
+        500_000, ge=1000, description="Local mode keeps at most this many received spans (newest first)."
+    )
+    grafana_url: str = Field(
+        "",
+        description="Public Grafana URL (compose). Set: run trace links open Grafana Explore on Tempo; "
+        "unset: the dashboard's built-in trace view.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Origins allowed to call the API from a browser (comma-separated in the env var).",

@@ -19,10 +19,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from flowerbed.api.deps import authorize
-from flowerbed.api.routes import health, models, nodes, training
+from flowerbed.api.routes import health, models, nodes, traces, training
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
 from flowerbed.event_bus import EventBus
@@ -31,6 +31,9 @@ from flowerbed.run_config import FieldError
 from flowerbed.run_service import RunAlreadyFinished, RunNotFound, RunService, SuperLinkUnavailable
 from flowerbed.run_tracker import RunTracker
 from flowerbed.settings import Settings
+from flowerbed.trace_store import TraceStore
+from flowerbed.training_metrics import exposition
+from flowerbed_app import telemetry
 
 log = logging.getLogger("flowerbed.api")
 
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracker = RunTracker(history, bus, control_factory)
         app.state.engine = engine
         app.state.history = history
+        app.state.traces = TraceStore(session_factory(engine), settings.trace_retention_spans)
         app.state.bus = bus
         app.state.control_factory = control_factory
         app.state.tracker = tracker
@@ -80,11 +84,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     protected = [Depends(authorize)]
     app.include_router(health.router)
-    for router in (training.router, nodes.router, models.router):
+    for router in (training.router, nodes.router, models.router, traces.router):
         app.include_router(router, dependencies=protected)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus exposition of the training series (deploy/prometheus scrapes it)."""
+        return Response(exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    _instrument(app)
     _install_error_handlers(app)
     _serve_dashboard(app, settings.web_dir)
     return app
+
+
+def _instrument(app: FastAPI) -> None:
+    """Request spans (and the httpx calls to the SuperLink) when OTEL_* enables tracing.
+
+    /v1/traces is excluded: in local mode the backend exports to itself, and tracing
+    its own span exports would feed back forever.
+    """
+    if not telemetry.enabled():
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    telemetry.setup("flowerbed-backend")
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="v1/traces,health,ready,metrics")
+    HTTPXClientInstrumentor().instrument()
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -104,6 +104,7 @@ class RunDetail(RunSummary):
     bytes_sent: int | None
     bytes_received: int | None
     trace_id: str | None = None
+    trace_url: str | None = Field(None, description="Grafana Explore (compose) or the dashboard's trace view (local).")
 
 
 class RunPage(BaseModel):

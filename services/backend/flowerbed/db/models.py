@@ -41,6 +41,7 @@ class Run(Base):
     bytes_received: Mapped[int | None] = mapped_column(BigInteger)
     log_cursor: Mapped[float] = mapped_column(Float, default=0.0)
     from_checkpoint: Mapped[str | None] = mapped_column(String(200))
+    trace_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class RunEvent(Base):
@@ -78,3 +79,21 @@ class RunLog(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
     chunk: Mapped[str] = mapped_column(Text)
     ts: Mapped[float] = mapped_column(Float)
+
+
+class Span(Base):
+    """One OpenTelemetry span received on /v1/traces (local mode has no Tempo)."""
+
+    __tablename__ = "spans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trace_id: Mapped[str] = mapped_column(String(32), index=True)
+    span_id: Mapped[str] = mapped_column(String(16))
+    parent_span_id: Mapped[str | None] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    service: Mapped[str] = mapped_column(String(100))
+    start_ns: Mapped[int] = mapped_column(BigInteger)
+    end_ns: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(8))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    events: Mapped[list[dict[str, Any]]] = mapped_column(JSON)

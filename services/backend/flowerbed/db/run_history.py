@@ -100,6 +100,8 @@ class RunHistory:
                 new.append(self._append(session, run_id, record["event"], payload, flower_seq, record.get("ts")))
                 if record["event"] == "round_finished":
                     self._add_round(session, run_id, payload)
+                elif record["event"] == "run_started" and record.get("trace_id"):
+                    run.trace_id = str(record["trace_id"])[:32]
             run.log_cursor = max(run.log_cursor or 0.0, cursor)
             return new
 

@@ -11,12 +11,13 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from flowerbed.api.deps import BusDep, HistoryDep, ServiceDep
+from flowerbed.api.deps import BusDep, HistoryDep, ServiceDep, SettingsDep
 from flowerbed.api.schemas import Message, RoundDetail, RunDetail, RunLogs, RunPage, RunSummary, StartedRun, StoppingRun
 from flowerbed.db.models import TERMINAL_STATUSES
 from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent, as_utc
 from flowerbed.run_config import TrainingConfig
 from flowerbed.run_service import RunNotFound
+from flowerbed.trace_links import trace_url
 
 router = APIRouter(prefix="/training", tags=["training"])
 
@@ -63,7 +64,7 @@ def _get_run(history: RunHistory, run_id: str):  # type: ignore[no-untyped-def]
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=NOT_FOUND)
-def get_run(run_id: str, history: HistoryDep) -> RunDetail:
+def get_run(run_id: str, history: HistoryDep, settings: SettingsDep) -> RunDetail:
     run = _get_run(history, run_id)
     rounds = history.rounds(run_id)
     summary = RunSummary.of(run, len(rounds))
@@ -72,7 +73,8 @@ def get_run(run_id: str, history: HistoryDep) -> RunDetail:
         rounds=[RoundDetail.of(r) for r in rounds],
         bytes_sent=run.bytes_sent,
         bytes_received=run.bytes_received,
-        trace_id=None,
+        trace_id=run.trace_id,
+        trace_url=trace_url(run.trace_id, settings.grafana_url),
     )
 
 
