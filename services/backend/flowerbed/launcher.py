@@ -140,9 +140,13 @@ def _spawn(spec: ProcessSpec, env: dict[str, str], logs: Path) -> RunningProcess
     if spec.role in ("superexec-clientapp", "supernode"):  # supernode: subprocess isolation
         # Several ClientApps share the cores; one BLAS thread each avoids oversubscription.
         proc_env.setdefault("FLOWERBED_TORCH_THREADS", "1")
+    argv = list(spec.argv)
+    if spec.role.startswith("superexec"):
+        # Flower's own watchdog: an executor exits when its owner dies, even by SIGKILL.
+        argv += ["--parent-pid", str(os.getpid())]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            spec.argv,
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
