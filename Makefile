@@ -58,6 +58,13 @@ run: setup
 test: setup
 	$(PY) -m pytest
 
+# Benchmarks are never part of `make test` (tests/test_bench_smoke.py runs each script tiny).
+bench: setup
+	$(PY) bench/cold_start.py
+	$(PY) bench/aggregation.py
+	$(PY) bench/round_latency.py --nodes 3 --rounds 5
+	$(PY) bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -11,10 +11,12 @@ import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flwr.cli.build import build_fab_from_disk
+from flwr.common.constant import HEARTBEAT_PATIENCE
 from flwr.common.serde import fab_to_proto, user_config_to_proto
 from flwr.proto.control_pb2 import (  # pylint: disable=no-name-in-module
     ListNodesRequest,
@@ -126,7 +128,7 @@ class FlowerControl:
             {
                 "node_id": int(n.node_id),
                 "status": n.status,
-                "last_seen": n.last_activated_at,
+                "last_seen": _last_heartbeat(n) or n.last_activated_at,
                 "online_until": n.online_until,
                 "registered_at": n.registered_at,
             }
@@ -135,3 +137,15 @@ class FlowerControl:
 
     def online_node_count(self) -> int:
         return sum(1 for n in self.list_nodes() if n["status"] == "online")
+
+
+def _last_heartbeat(node: Any) -> str:
+    """ISO time of a node's last heartbeat, derived from Flower's deadline.
+
+    Flower stores only `online_until` = last heartbeat + HEARTBEAT_PATIENCE × interval;
+    `last_activated_at` is when the node connected, not when it was last heard from.
+    """
+    if not node.online_until or not node.heartbeat_interval:
+        return ""
+    seen = float(node.online_until) - HEARTBEAT_PATIENCE * float(node.heartbeat_interval)
+    return datetime.fromtimestamp(seen, tz=UTC).isoformat()

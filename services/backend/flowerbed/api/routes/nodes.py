@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from flowerbed.api.deps import ControlDep
@@ -13,11 +15,21 @@ router = APIRouter(prefix="/nodes", tags=["nodes"])
 
 
 @router.get("", response_model=NodeList, responses={503: {"model": Message}})
-async def list_nodes(control: ControlDep) -> NodeList:
+async def list_nodes(
+    control: ControlDep,
+    include_unregistered: Annotated[
+        bool, Query(description="Also list nodes that left cleanly (every SuperNode restart registers a new node).")
+    ] = False,
+) -> NodeList:
+    """Online nodes first, then by last seen; nodes that unregistered are hidden by default."""
     try:
         nodes = await run_in_threadpool(control.list_nodes)
     except Exception as exc:
         raise SuperLinkUnavailable(f"cannot list nodes, the SuperLink did not answer: {exc}") from exc
+    if not include_unregistered:
+        nodes = [n for n in nodes if n["status"] != "unregistered"]
+    nodes.sort(key=lambda n: str(n["last_seen"]), reverse=True)
+    nodes.sort(key=lambda n: n["status"] != "online")  # stable: online first, each group newest first
     return NodeList(
         items=[
             NodeInfo(node_id=str(n["node_id"]), status=n["status"], last_seen=n["last_seen"], online_until=n["online_until"])
