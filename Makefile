@@ -63,6 +63,7 @@ bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/aggregation.py
 	$(PY) bench/round_latency.py --nodes 3 --rounds 5
+	$(PY) bench/tracing_overhead.py
 	$(PY) bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid
 
 lint: setup

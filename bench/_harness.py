@@ -45,7 +45,9 @@ def _free_block(count: int) -> int:
 
 
 @contextmanager
-def federation(num_nodes: int, isolation: str = "process") -> Iterator[launcher.Federation]:
+def federation(
+    num_nodes: int, isolation: str = "process", extra_env: dict[str, str] | None = None
+) -> Iterator[launcher.Federation]:
     with tempfile.TemporaryDirectory(prefix="flowerbed-bench-") as tmp:
         ports = Ports(superlink=_free_block(1), supernode_base=_free_block(num_nodes))
         fed = launcher.start(
@@ -53,7 +55,7 @@ def federation(num_nodes: int, isolation: str = "process") -> Iterator[launcher.
             num_nodes,
             ports,
             wait_timeout=120,
-            extra_env={"FLOWERBED_CACHE_DIR": os.environ["FLOWERBED_CACHE_DIR"]},
+            extra_env={"FLOWERBED_CACHE_DIR": os.environ["FLOWERBED_CACHE_DIR"], **(extra_env or {})},
             isolation=isolation,
         )
         try:

@@ -57,3 +57,9 @@ def test_time_to_accuracy_smoke():
 def test_round_latency_smoke():
     result = _run("round_latency.py", "--nodes", "2", "--rounds", "1", "--skip-subprocess")
     assert result["bare"]["median"] > 0 and result["ours_process"]["median"] > 0
+
+
+@pytest.mark.federation
+def test_tracing_overhead_smoke():
+    result = _run("tracing_overhead.py", "--nodes", "2", "--pairs", "1", "--rounds", "1", "--examples", "50")
+    assert result["exported_bytes"] > 0 and result["median_off"] > 0
