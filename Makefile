@@ -11,7 +11,7 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_HOME := $(CURDIR)/.flowerbed/flwr-home
 
 # Debian packages the platform and its tests use (installed only when root and missing).
-APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose
+APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose wrk
 
 .PHONY: setup system-packages web run test lint bench clean
 
@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/aggregation.py
 	$(PY) bench/round_latency.py --nodes 3 --rounds 5
 	$(PY) bench/tracing_overhead.py
+	$(PY) bench/api_latency.py
 	$(PY) bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid
 
 lint: setup

@@ -63,3 +63,8 @@ def test_round_latency_smoke():
 def test_tracing_overhead_smoke():
     result = _run("tracing_overhead.py", "--nodes", "2", "--pairs", "1", "--rounds", "1", "--examples", "50")
     assert result["exported_bytes"] > 0 and result["median_off"] > 0
+
+
+def test_api_latency_smoke():
+    result = _run("api_latency.py", "--seconds", "1", "--subscribers", "5")
+    assert result["results"]["detail_c50"]["non_2xx"] == 0 and result["sse"]["count"] == 5
