@@ -27,6 +27,8 @@ export interface RunSummary {
   error?: string | null;
   from_checkpoint?: string | null;
   trace_id?: string | null;
+  /** `/#/traces/<id>` (local mode's built-in view) or an absolute Grafana Explore URL (compose). */
+  trace_url?: string | null;
 }
 
 export interface ClientResult {
@@ -63,6 +65,30 @@ export interface RunDetail extends RunSummary {
   rounds: RoundResult[];
   bytes_sent?: number | null;
   bytes_received?: number | null;
+}
+
+export interface TraceEvent {
+  name: string;
+  time_ns: number;
+  attributes?: Record<string, unknown> | null;
+}
+
+export interface TraceSpan {
+  span_id: string;
+  parent_span_id: string | null;
+  name: string;
+  service: string;
+  start_ns: number;
+  end_ns: number;
+  duration_ms: number;
+  status: string;
+  attributes?: Record<string, unknown> | null;
+  events?: TraceEvent[] | null;
+}
+
+export interface Trace {
+  trace_id: string;
+  spans: TraceSpan[];
 }
 
 export interface Page<T> {
@@ -165,6 +191,7 @@ export const api = {
   run: (id: string) => request<RunDetail>("GET", `/training/${enc(id)}`),
   stop: (id: string) => request<unknown>("POST", `/training/${enc(id)}/stop`),
   nodes: () => request<{ items: NodeInfo[] }>("GET", "/nodes"),
+  trace: (traceId: string) => request<Trace>("GET", `/traces/${enc(traceId)}`),
   models: (runId?: string) => request<{ items: ModelInfo[] }>("GET", runId ? `/models?run_id=${enc(runId)}` : "/models"),
 };
 
@@ -179,9 +206,6 @@ export function downloadUrl(modelId: string): string {
   return `/models/${enc(modelId)}/download${token ? `?token=${enc(token)}` : ""}`;
 }
 
-export function traceUrl(traceId: string): string {
-  return `/traces/${enc(traceId)}`;
-}
 
 export interface JsonSchema {
   type?: string | string[];
@@ -202,4 +226,16 @@ export interface JsonSchema {
   exclusiveMaximum?: number;
   title?: string;
   description?: string;
+}
+
+/**
+ * Where "View trace" goes: the API's `trace_url` — local mode's `/#/traces/<id>` (kept relative so the page
+ * works under any path) or an absolute Grafana Explore URL (compose), opened in a new tab.
+ */
+export function traceLink(run: { trace_id?: string | null; trace_url?: string | null }): { href: string; external: boolean } | null {
+  const url = run.trace_url ?? (run.trace_id ? `/#/traces/${enc(run.trace_id)}` : null);
+  if (!url) return null;
+  if (/^https?:\/\//i.test(url)) return { href: url, external: true };
+  const hash = url.indexOf("#/");
+  return { href: hash >= 0 ? url.slice(hash) : url, external: false };
 }

@@ -35,11 +35,17 @@ function xScaleRange(maxRound: () => number): uPlot.Scale.Range {
 
 export interface MetricsPoint {
   round: number;
+  /** Centralized: the server's test set. */
   accuracy: number | null;
   loss: number | null;
+  /** Federated: the clients' validation of the global model before local training, example-weighted. */
+  fedAccuracy: number | null;
+  fedLoss: number | null;
 }
 
-/** Accuracy (left axis, %) and loss (right axis) per round for one run. */
+export const SERIES_COLORS = { centralized: PALETTE[0], centralizedLoss: PALETTE[1], federated: PALETTE[2], federatedLoss: PALETTE[3] };
+
+/** Accuracy (left axis, %) and loss (right axis) per round for one run, centralized (solid) and federated. */
 export class MetricsChart {
   private handle: Handle | null = null;
   private totalRounds = 1;
@@ -48,13 +54,23 @@ export class MetricsChart {
 
   update(points: MetricsPoint[], totalRounds: number): void {
     this.totalRounds = totalRounds;
-    const data: uPlot.AlignedData = [points.map((p) => p.round), points.map((p) => p.accuracy), points.map((p) => p.loss)];
+    const data: uPlot.AlignedData = [
+      points.map((p) => p.round),
+      points.map((p) => p.accuracy),
+      points.map((p) => p.loss),
+      points.map((p) => p.fedAccuracy),
+      points.map((p) => p.fedLoss),
+    ];
     this.host.dataset.rounds = points.map((p) => p.round).join(",");
+    this.host.dataset.centralized = String(points.filter((p) => p.accuracy !== null).length);
+    this.host.dataset.federated = String(points.filter((p) => p.fedAccuracy !== null).length);
     if (this.handle) {
       this.handle.chart.setData(data);
       return;
     }
     const pointStyle = { show: true, size: 7, width: 2, fill: "#fff" };
+    const pct = (_u: uPlot, v: number | null) => (v === null ? "—" : `${(v * 100).toFixed(2)}%`);
+    const num = (_u: uPlot, v: number | null) => (v === null ? "—" : v.toFixed(4));
     this.handle = build(
       this.host,
       {
@@ -72,8 +88,10 @@ export class MetricsChart {
         ],
         series: [
           { label: "Round", value: (_u, v) => (v === null ? "—" : String(v)) },
-          { label: "Accuracy", scale: "acc", stroke: PALETTE[0], width: 2.5, fill: "rgba(37,99,235,0.07)", points: { ...pointStyle, stroke: PALETTE[0] }, spanGaps: true, value: (_u, v) => (v === null ? "—" : `${(v * 100).toFixed(2)}%`) },
-          { label: "Loss", scale: "loss", stroke: PALETTE[1], width: 2, dash: [6, 4], points: { ...pointStyle, stroke: PALETTE[1] }, spanGaps: true, value: (_u, v) => (v === null ? "—" : v.toFixed(4)) },
+          { label: "Centralized accuracy", scale: "acc", stroke: SERIES_COLORS.centralized, width: 2.5, fill: "rgba(37,99,235,0.07)", points: { ...pointStyle, stroke: SERIES_COLORS.centralized }, spanGaps: true, value: pct },
+          { label: "Centralized loss", scale: "loss", stroke: SERIES_COLORS.centralizedLoss, width: 2, dash: [6, 4], points: { ...pointStyle, stroke: SERIES_COLORS.centralizedLoss }, spanGaps: true, value: num },
+          { label: "Federated accuracy", scale: "acc", stroke: SERIES_COLORS.federated, width: 2.5, points: { ...pointStyle, stroke: SERIES_COLORS.federated }, spanGaps: true, value: pct },
+          { label: "Federated loss", scale: "loss", stroke: SERIES_COLORS.federatedLoss, width: 2, dash: [6, 4], points: { ...pointStyle, stroke: SERIES_COLORS.federatedLoss }, spanGaps: true, value: num },
         ],
       },
       data,

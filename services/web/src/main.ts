@@ -7,6 +7,7 @@ import { renderNodes } from "./views/nodes";
 import { renderRun } from "./views/run";
 import { renderRuns } from "./views/runs";
 import { renderStart } from "./views/start";
+import { renderTrace } from "./views/trace";
 
 captureTokenFromUrl();
 
@@ -17,6 +18,7 @@ function viewFor(route: Route): (root: HTMLElement, route: Route) => () => void 
   const [section, id] = route.path;
   if (section === "start") return renderStart;
   if (section === "runs" && id) return renderRun;
+  if (section === "traces" && id) return renderTrace;
   if (section === "nodes") return renderNodes;
   if (section === "models") return renderModels;
   return renderRuns;
@@ -28,12 +30,12 @@ function route(): void {
   document.querySelectorAll(".toast, .modal-overlay:not([data-testid=token-modal])").forEach((el) => el.remove());
   const section = r.path[0] || "runs";
   document.querySelectorAll<HTMLAnchorElement>(".tabs a").forEach((a) => {
-    const active = a.dataset.route === section;
+    const active = a.dataset.route === (section === "traces" ? "runs" : section);
     a.classList.toggle("active", active);
     if (active) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   });
-  document.title = `${{ start: "Start training", runs: r.path[1] ? `Run ${r.path[1].slice(0, 8)}` : "Runs", nodes: "Nodes", models: "Models" }[section] ?? "Runs"} · Flowerbed`;
+  document.title = `${{ start: "Start training", runs: r.path[1] ? `Run ${r.path[1].slice(0, 8)}` : "Runs", traces: `Trace ${(r.path[1] ?? "").slice(0, 8)}`, nodes: "Nodes", models: "Models" }[section] ?? "Runs"} · Flowerbed`;
   cleanup = viewFor(r)(app, r);
   window.scrollTo(0, 0);
 }

@@ -1,4 +1,5 @@
 /** Small reusable pieces of UI shared by several views (badges, tables, page headers). */
+import { traceLink } from "./api";
 import { h } from "./dom";
 
 const STATUS_LABEL: Record<string, string> = {
@@ -71,4 +72,23 @@ export function toast(message: string, kind: "info" | "error" = "info"): void {
   document.body.appendChild(el);
   setTimeout(() => el.classList.add("toast-out"), 3500);
   setTimeout(() => el.remove(), 4000);
+}
+
+/** A run's "View trace" link (see `traceLink`): Grafana opens in a new tab, the built-in view in place. */
+export function traceAnchor(run: { trace_id?: string | null; trace_url?: string | null }, label: string, cls?: string): HTMLElement | null {
+  const link = traceLink(run);
+  if (!link) return null;
+  return h(
+    "a",
+    {
+      class: cls,
+      href: link.href,
+      target: link.external ? "_blank" : null,
+      rel: link.external ? "noopener" : null,
+      title: link.external ? "Opens Grafana in a new tab" : "This run's trace: every request, round, client and step",
+      "data-testid": "trace-link",
+      onclick: ((e: Event) => e.stopPropagation()) as EventListener,
+    },
+    link.external ? `${label} ↗` : label,
+  );
 }

@@ -3,13 +3,13 @@
  * `GET /training/{id}` is the source of truth; the SSE stream only makes it live. After a terminal event, a
  * dropped stream, or a reconnect, the view re-fetches the run instead of trusting what it pieced together.
  */
-import { ApiError, TERMINAL, api, downloadUrl, eventsUrl, traceUrl, type ModelInfo, type RoundResult, type RunDetail } from "../api";
-import { MetricsChart } from "../charts";
+import { ApiError, TERMINAL, api, downloadUrl, eventsUrl, type ModelInfo, type RoundResult, type RunDetail } from "../api";
+import { MetricsChart, SERIES_COLORS } from "../charts";
 import { h, mount, stateBlock } from "../dom";
 import { formatAccuracy, formatBytes, formatDuration, formatLoss, formatNumber, formatSeconds, formatTimestamp, humanize, shortId, toMillis } from "../format";
 import { href, type Route } from "../router";
-import { roundAccuracy, roundLoss, roundSource, sortedRounds } from "../run_metrics";
-import { card, pageHeader, stat, statusBadge, table, toast } from "../widgets";
+import { centralizedAccuracy, centralizedLoss, federatedAccuracy, federatedLoss, roundAccuracy, roundLoss, roundSource, sortedRounds } from "../run_metrics";
+import { card, pageHeader, stat, statusBadge, table, toast, traceAnchor } from "../widgets";
 
 type Live = { kind: "idle" } | { kind: "waiting"; connected: number; needed: number } | { kind: "round"; round: number; selected: number | null };
 
@@ -39,6 +39,16 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
   const checkpointsBody = h("div");
   const detailsBody = h("div");
   const chart = new MetricsChart(chartHost);
+  // What the two families of series measure; the legend names stay short enough for a phone.
+  const keyItem = (color: string, title: string, text: string) =>
+    h("div", { class: "chart-key-item" }, h("span", { class: "chart-key-swatch", style: `background:${color}`, "aria-hidden": "true" }), h("div", {}, h("strong", {}, title), " ", h("span", { class: "muted" }, text)));
+  const chartKey = h(
+    "div",
+    { class: "chart-key", "data-testid": "chart-key" },
+    keyItem(SERIES_COLORS.centralized, "Centralized (test set)", "— the server evaluates the aggregated global model on its held-out test set after each round."),
+    keyItem(SERIES_COLORS.federated, "Federated (clients' validation, global model before local training)", "— each client's validation split, weighted by its number of examples."),
+    h("div", { class: "chart-key-note muted" }, "Solid lines: accuracy (left axis). Dashed: loss (right axis)."),
+  );
 
   mount(root, stateBlock("loading", "Loading run…"));
 
@@ -199,7 +209,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
       header,
       stats,
       liveLine,
-      card("Accuracy and loss", [chartHost, chartEmpty], { testid: "chart-card" }),
+      card("Accuracy and loss per round", [chartHost, chartEmpty, chartKey], { testid: "chart-card" }),
       h("div", { class: "grid-2 grid-even" }, card("Rounds", [roundsBody], { testid: "rounds-card" }), card("Checkpoints", [checkpointsBody], { testid: "checkpoints-card" })),
       card("Clients per round", [clientsBody], { testid: "clients-card" }),
       card("Configuration", [detailsBody], { testid: "config-card" }),
@@ -214,10 +224,11 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
     const rounds = sortedRounds(run.rounds);
     const total = run.num_rounds ?? Number(run.config?.num_rounds ?? rounds.length);
     chart.update(
-      rounds.map((r) => ({ round: r.round, accuracy: roundAccuracy(r), loss: roundLoss(r) })),
+      rounds.map((r) => ({ round: r.round, accuracy: centralizedAccuracy(r), loss: centralizedLoss(r), fedAccuracy: federatedAccuracy(r), fedLoss: federatedLoss(r) })),
       total,
     );
     chartEmpty.hidden = rounds.length > 0;
+    chartKey.hidden = rounds.length === 0;
     chartHost.classList.toggle("chart-waiting", rounds.length === 0);
     renderRounds(rounds);
     renderClients(rounds);
@@ -230,7 +241,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
     const stopBtn =
       !TERMINAL.has(r.status) &&
       h("button", { class: "btn btn-danger", "data-testid": "stop-button", onclick: () => confirmStop() }, "Stop run");
-    const trace = r.trace_id ? h("a", { class: "btn", href: traceUrl(r.trace_id), target: "_blank", rel: "noopener", "data-testid": "trace-link" }, "View trace") : null;
+    const trace = traceAnchor(r, "View trace", "btn");
     const subtitle = h(
       "span",
       { class: "subtitle-row" },

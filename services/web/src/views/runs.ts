@@ -2,13 +2,13 @@
  * Run history: status filter, pagination, and an overlay of the accuracy curves of the selected runs.
  * The filter and page live in the URL hash so a view can be shared or reloaded.
  */
-import { RUN_STATUSES, api, traceUrl, type RunDetail, type RunSummary } from "../api";
+import { RUN_STATUSES, api, type RunDetail, type RunSummary } from "../api";
 import { compareChart } from "../charts";
 import { h, mount, stateBlock } from "../dom";
 import { formatAccuracy, formatDuration, formatLoss, formatTimestamp, shortId, toMillis } from "../format";
 import { href, navigate, type Route } from "../router";
 import { roundAccuracy, sortedRounds } from "../run_metrics";
-import { card, pageHeader, statusBadge, table } from "../widgets";
+import { card, pageHeader, statusBadge, table, traceAnchor } from "../widgets";
 
 const PAGE_SIZE = 20;
 
@@ -112,7 +112,7 @@ export function renderRuns(root: HTMLElement, route: Route): () => void {
           h("td", { class: "num" }, formatLoss(r.loss)),
           h("td", {}, formatTimestamp(r.created_at)),
           h("td", { class: "num" }, duration(r)),
-          h("td", {}, r.trace_id ? h("a", { href: traceUrl(r.trace_id), target: "_blank", rel: "noopener", "data-testid": "trace-link", onclick: ((e: Event) => e.stopPropagation()) as EventListener }, "Trace") : null),
+          h("td", {}, traceAnchor(r, "Trace")),
         );
         row.addEventListener("click", open);
         return row;
