@@ -14,7 +14,16 @@ from flowerbed.settings import Settings
 # (payload, field named in `loc`)
 INVALID = [
     ({"model": "vgg"}, "model"),
-    ({"strategy": "fedprox"}, "strategy"),
+    ({"strategy": "fedsgd"}, "strategy"),
+    ({"selection": "greedy"}, "selection"),
+    ({"dp": "global"}, "dp"),
+    ({"dp_delta": 1.0}, "dp_delta"),
+    ({"compression": "zip"}, "compression"),
+    ({"compression_ratio": 0}, "compression_ratio"),
+    ({"trim_beta": 0.5}, "trim_beta"),
+    # invalid combinations: domain rules from RunSettings, named by their field
+    ({"dp": "local", "compression": "topk"}, "compression"),
+    ({"strategy": "krum", "krum_num_malicious": 1, "min_nodes": 2}, "krum_num_malicious"),
     ({"num_rounds": 0}, "num_rounds"),
     ({"num_rounds": 1001}, "num_rounds"),
     ({"num_rounds": "three"}, "num_rounds"),

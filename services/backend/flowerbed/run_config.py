@@ -35,7 +35,9 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: Literal["cnn", "resnet18"] = Field("cnn", description="Network to train.")
-    strategy: Literal["fedavg"] = Field("fedavg", description="Aggregation strategy.")
+    strategy: Literal["fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum"] = Field(
+        "fedavg", description="Aggregation strategy (Flower's own classes)."
+    )
     num_rounds: int = Field(3, ge=1, le=1000, strict=True, description="Server rounds to run.")
     fraction_train: float = Field(0.8, gt=0, le=1, description="Fraction of nodes sampled for training each round.")
     fraction_evaluate: float = Field(0.8, gt=0, le=1, description="Fraction of nodes sampled for federated evaluation.")
@@ -58,6 +60,30 @@ class TrainingConfig(BaseModel):
     max_train_examples: int = Field(
         0, ge=0, le=10_000_000, strict=True, description="Cap on examples per client (0: whole partition)."
     )
+    selection: Literal["random", "performance"] = Field(
+        "random", description="Client selection: uniform, or by each node's last validation loss with exploration."
+    )
+    selection_explore: float = Field(0.25, ge=0, le=1, description="Share of picks given to the least recently selected.")
+    dp: Literal["none", "local", "central"] = Field(
+        "none", description="Differential privacy: local (Opacus DP-SGD per client) or central (server-side clipping + noise)."
+    )
+    dp_noise_multiplier: float = Field(1.0, ge=0, le=100, description="Gaussian noise multiplier (DP).")
+    dp_max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="Per-sample gradient clipping norm (local DP).")
+    dp_delta: float = Field(1e-5, gt=0, lt=1, description="δ of (ε, δ)-DP.")
+    dp_clipping_norm: float = Field(10.0, gt=0, le=1e6, description="Update clipping norm (central DP).")
+    compression: Literal["none", "topk", "int8", "topk+int8"] = Field(
+        "none", description="Client update compression, with error feedback."
+    )
+    compression_ratio: float = Field(0.1, gt=0, le=1, description="Share of update entries top-k keeps.")
+    proximal_mu: float = Field(0.0, ge=0, le=1e3, description="FedProx proximal term μ (0 = FedAvg).")
+    server_learning_rate: float = Field(1.0, gt=0, le=100, description="FedAvgM server learning rate.")
+    server_momentum: float = Field(0.0, ge=0, lt=1, description="FedAvgM server momentum.")
+    server_eta: float = Field(0.01, gt=0, le=100, description="FedAdam/FedYogi server learning rate.")
+    tau: float = Field(1e-3, gt=0, le=1, description="FedAdam/FedYogi adaptivity τ.")
+    beta_1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi β₁.")
+    beta_2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi β₂.")
+    trim_beta: float = Field(0.2, gt=0, lt=0.5, description="FedTrimmedAvg: share cut from each end.")
+    krum_num_malicious: int = Field(0, ge=0, le=1000, strict=True, description="Krum: tolerated malicious nodes f.")
     from_checkpoint: str | None = Field(
         None, max_length=200, description="Model id to resume from; rounds continue at its round + 1."
     )

@@ -2,8 +2,12 @@
 
 Flower starts a new process for every message, so this module keeps its import
 cost near `import torch` (no `datasets`/`flwr_datasets` unless the partition cache
-misses) and carries its evaluation of the received global model inside the train
-reply: one message phase per round instead of two.
+misses, no Opacus unless dp=local) and carries its evaluation of the received global
+model inside the train reply: one message phase per round instead of two.
+
+What must outlive the process — the DP accountant's history, the compression
+residual — lives in `context.state`, which the SuperNode keeps per run and hands to
+the next ClientApp of that run (in memory: a restarted SuperNode starts afresh).
 """
 
 from __future__ import annotations
@@ -15,18 +19,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from flowerbed_app import telemetry
+from flowerbed_app import privacy, telemetry, update_compression
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import Partition, PartitionSpec, load_partition
 from flowerbed_app.process_clock import process_started_at
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.training import evaluate, train
+from flowerbed_app.training import DpSgd, evaluate, train
 
 MODULE_LOADED_AT = time.time()
 app = ClientApp()
+
+DP_STATE = "dp-accountant"
+RESIDUAL_STATE = "compression-residual"
+GARBAGE_ENV = "FLOWERBED_GARBAGE_NODE"
 
 if threads := int(os.environ.get("FLOWERBED_TORCH_THREADS", "0")):
     # Several ClientApps share two cores; oversubscribed BLAS threads slow all of them.
@@ -95,6 +103,11 @@ def _train(
         x, y = x[: settings.max_train_examples], y[: settings.max_train_examples]
     span.set_attribute("fl.num_examples", len(y))
     tracing = telemetry.enabled()
+    received = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    dp = None
+    if settings.dp == "local":
+        history = privacy.history_from_config(context.state.config_records.get(DP_STATE))
+        dp = DpSgd(settings.dp_noise_multiplier, settings.dp_max_grad_norm, history)
     result = train(
         model,
         x,
@@ -106,6 +119,8 @@ def _train(
         seed=settings.seed * 100_003 + server_round * 1_009 + partition_id,
         epoch_scope=(lambda epoch: telemetry.span("train.epoch", epoch=epoch)) if tracing else None,
         step_scope=_step_scope(settings.trace_step_every) if tracing else None,
+        proximal_mu=float(config.get("proximal-mu", 0.0)),  # FedProx puts mu into the train config
+        dp=dp,
     )
     metrics = MetricRecord(
         {
@@ -121,8 +136,48 @@ def _train(
     )
     span.set_attribute("train.loss", result.loss)
     client = _client_record(partition_id, handler_started)
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics, "client": client})
+    if result.privacy_history is not None:
+        context.state[DP_STATE] = ConfigRecord(privacy.history_to_config(result.privacy_history))  # type: ignore[arg-type]
+        client["epsilon"] = privacy.epsilon(result.privacy_history, settings.dp_delta)
+        client["dp-steps"] = sum(steps for _, _, steps in result.privacy_history)
+    weights = model.state_dict()
+    if _is_garbage_node(context, partition_id):
+        weights = _garbage(weights, seed=server_round)
+        client["garbage"] = True
+    arrays = ArrayRecord(weights)
+    if settings.compression != "none":
+        arrays = _compress(arrays, received, context, settings)
+    content = RecordDict({"arrays": arrays, "metrics": metrics, "client": client})
     return Message(content=content, reply_to=msg)
+
+
+def _compress(arrays: ArrayRecord, received: dict[str, torch.Tensor], context: Context, settings: RunSettings) -> ArrayRecord:
+    """The update (trained − received), compressed, plus last round's residual (error feedback)."""
+    old = context.state.array_records.get(RESIDUAL_STATE)
+    residual = {k: v.numpy() for k, v in old.items()} if old is not None else None
+    sent, new_residual = update_compression.compress_update(
+        {k: v.numpy() for k, v in arrays.items()},
+        {k: v.numpy() for k, v in received.items()},
+        residual,
+        settings.compression,
+        settings.compression_ratio,
+    )
+    context.state[RESIDUAL_STATE] = ArrayRecord({k: Array(v) for k, v in new_residual.items()})
+    return ArrayRecord({k: Array(v) for k, v in sent.items()})
+
+
+def _is_garbage_node(context: Context, partition_id: int) -> bool:
+    """Test-only: node-config `garbage=1`, or FLOWERBED_GARBAGE_NODE listing this partition id."""
+    if str(context.node_config.get("garbage", "0")).lower() in ("1", "true", "yes"):
+        return True
+    listed = os.environ.get(GARBAGE_ENV, "")
+    return str(partition_id) in {part.strip() for part in listed.split(",") if part.strip()}
+
+
+def _garbage(weights: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Random weights of the right shapes and large magnitude: a Byzantine client."""
+    generator = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(v.shape, generator=generator) * 50.0 if v.is_floating_point() else v for k, v in weights.items()}
 
 
 def _step_scope(every: int) -> Any:

@@ -14,7 +14,12 @@ from typing import Any
 
 MODELS = ("cnn", "resnet18")
 PARTITIONERS = ("iid", "dirichlet")
-STRATEGIES = ("fedavg",)
+STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum")
+SELECTIONS = ("random", "performance")
+DP_MODES = ("none", "local", "central")
+COMPRESSIONS = ("none", "topk", "int8", "topk+int8")
+# Opacus' per-sample gradients need layers it can hook; BatchNorm mixes samples.
+DP_LOCAL_MODELS = ("cnn",)
 
 
 class SettingsError(ValueError):
@@ -53,6 +58,29 @@ class RunSettings:
     resume_from: str = ""
     traceparent: str = ""
     trace_step_every: int = 1
+    # Client selection: Flower's uniform sampling, or scored (performance) with exploration.
+    selection: str = "random"
+    selection_explore: float = 0.25
+    # Differential privacy: none | local (Opacus in every ClientApp) | central (Flower's
+    # server-side fixed clipping around our strategy).
+    dp: str = "none"
+    dp_noise_multiplier: float = 1.0
+    dp_max_grad_norm: float = 1.0
+    dp_delta: float = 1e-5
+    dp_clipping_norm: float = 10.0
+    # Update compression on the client → server path, with error feedback.
+    compression: str = "none"
+    compression_ratio: float = 0.1
+    # Strategy parameters (used by the strategies that have them; defaults are Flower's).
+    proximal_mu: float = 0.0
+    server_learning_rate: float = 1.0
+    server_momentum: float = 0.0
+    server_eta: float = 0.01
+    tau: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    trim_beta: float = 0.2
+    krum_num_malicious: int = 0
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
@@ -105,6 +133,61 @@ class RunSettings:
             raise SettingsError("trace-step-every", "must be >= 0 (0 = no step spans)")
         if self.max_train_examples < 0:
             raise SettingsError("max-train-examples", "must be >= 0 (0 = whole partition)")
+        self._validate_algorithms()
+
+    def _validate_algorithms(self) -> None:
+        """Strategy, selection, privacy and compression values and their combinations."""
+        _choice("selection", self.selection, SELECTIONS)
+        _choice("dp", self.dp, DP_MODES)
+        _choice("compression", self.compression, COMPRESSIONS)
+        if not 0.0 < self.selection_explore <= 1.0:
+            raise SettingsError("selection-explore", "must be in (0, 1] so that no node starves")
+        if not 0.0 < self.compression_ratio <= 1.0:
+            raise SettingsError("compression-ratio", f"must be in (0, 1] (share of entries kept), got {self.compression_ratio}")
+        if self.proximal_mu < 0:
+            raise SettingsError("proximal-mu", "must be >= 0 (0 makes fedprox equal to fedavg)")
+        if self.server_learning_rate <= 0:
+            raise SettingsError("server-learning-rate", "must be > 0")
+        if not 0.0 <= self.server_momentum < 1.0:
+            raise SettingsError("server-momentum", "must be in [0, 1)")
+        if self.server_eta <= 0:
+            raise SettingsError("server-eta", "must be > 0")
+        if self.tau <= 0:
+            raise SettingsError("tau", "must be > 0 (adaptivity; avoids division by zero)")
+        for key in ("beta_1", "beta_2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise SettingsError(_kebab(key), "must be in [0, 1)")
+        if not 0.0 <= self.trim_beta < 0.5:
+            raise SettingsError("trim-beta", "must be in [0, 0.5): the fraction cut from each end")
+        if self.krum_num_malicious < 0:
+            raise SettingsError("krum-num-malicious", "must be >= 0")
+        if self.strategy == "krum" and self.min_nodes < 2 * self.krum_num_malicious + 3:
+            raise SettingsError(
+                "krum-num-malicious",
+                f"krum tolerates f malicious nodes only with at least 2f+3 nodes per round; "
+                f"min-nodes={self.min_nodes} is too few for f={self.krum_num_malicious} — "
+                f"raise min-nodes to {2 * self.krum_num_malicious + 3} or lower krum-num-malicious",
+            )
+        if self.dp != "none":
+            if self.dp_noise_multiplier <= 0:
+                raise SettingsError("dp-noise-multiplier", "must be > 0 with dp enabled (0 gives no privacy)")
+            if not 0.0 < self.dp_delta < 1.0:
+                raise SettingsError("dp-delta", "must be in (0, 1), typically below 1/(number of examples)")
+            if self.compression != "none":
+                raise SettingsError("compression", f"cannot be combined with dp={self.dp}: set compression=none or dp=none")
+        if self.dp == "local":
+            if self.dp_max_grad_norm <= 0:
+                raise SettingsError("dp-max-grad-norm", "must be > 0")
+            if self.model not in DP_LOCAL_MODELS:
+                raise SettingsError(
+                    "model", f"dp=local needs a model without BatchNorm ({', '.join(DP_LOCAL_MODELS)}), got {self.model!r}"
+                )
+            if self.strategy == "fedprox" and self.proximal_mu > 0:
+                raise SettingsError(
+                    "proximal-mu", "fedprox's proximal term never reaches DP-SGD's per-sample gradients: use dp=central or mu=0"
+                )
+        if self.dp == "central" and self.dp_clipping_norm <= 0:
+            raise SettingsError("dp-clipping-norm", "must be > 0")
 
     def to_run_config(self) -> dict[str, Any]:
         """The kebab-case dict Flower expects, e.g. for StartRun overrides."""

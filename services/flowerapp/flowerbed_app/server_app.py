@@ -14,7 +14,6 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
 
 from flowerbed_app import checkpoints, telemetry
 from flowerbed_app.fashion_mnist import check_source
@@ -23,12 +22,11 @@ from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import load_test_split
 from flowerbed_app.progress_events import EventEmitter
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.strategy_wrapper import RoundRecord, instrument, wait_for_nodes
+from flowerbed_app.strategies import build_strategy
+from flowerbed_app.strategy_wrapper import RoundRecord, wait_for_nodes
 from flowerbed_app.training import evaluate, seeded_model
 
 app = ServerApp()
-
-STRATEGIES = {"fedavg": FedAvg}
 
 
 @app.main()
@@ -70,20 +68,10 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
 
     x_test, y_test = load_test_split(settings.dataset)
     needed = max(settings.min_available_nodes, settings.min_nodes)
-    wait_for_nodes(grid, needed, settings.node_wait_timeout, events)
+    connected = wait_for_nodes(grid, needed, settings.node_wait_timeout, events)
 
-    strategy = instrument(STRATEGIES[settings.strategy])(
-        fraction_train=settings.fraction_train,
-        fraction_evaluate=settings.fraction_evaluate,
-        min_train_nodes=settings.min_nodes,
-        min_evaluate_nodes=settings.min_nodes,
-        min_available_nodes=settings.min_available_nodes,
-        events=events,
-        needed_nodes=needed,
-        node_wait_timeout=settings.node_wait_timeout,
-        evaluate_every=settings.evaluate_every,
-        round_offset=round_offset,
-    )
+    built = build_strategy(settings, events, needed, len(connected), round_offset)
+    strategy = built.instrumented
     eval_model = create_model(settings.model)
     final: dict[str, Any] = {}
 
@@ -131,6 +119,9 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             seconds=round(time.time() - record.started, 3),
             timeline=record.timeline,
             model_id=meta["model_id"],
+            bytes=record.bytes,
+            privacy=record.privacy,
+            selection=record.selection,
         )
         return MetricRecord({"accuracy": accuracy, "loss": loss})
 
@@ -159,7 +150,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         }
     )
     started = time.time()
-    strategy.start(
+    built.runner.start(
         grid=FastPollGrid(grid),  # type: ignore[arg-type]
         initial_arrays=ArrayRecord(model.state_dict()),
         num_rounds=settings.num_server_rounds,

@@ -1,23 +1,30 @@
 """Wraps any Flower strategy class with Flowerbed's round bookkeeping.
 
-We subclass the strategy Flower ships (never fork it) and only observe: how long we
-wait for nodes (bounded, unlike Flower's own endless wait), who was selected, each
-client's reply or failure, the per-phase timeline, and whether the separate
-federated-evaluation phase runs this round. Aggregation stays Flower's.
+We subclass the strategy Flower ships (never fork it) and observe: how long we wait
+for nodes (bounded, unlike Flower's own endless wait), who was selected, each
+client's reply or failure, bytes on the wire, privacy spent, the per-phase
+timeline, and whether the separate federated-evaluation phase runs this round.
+
+Aggregation stays Flower's. We only act around it: performance-based selection
+re-addresses the messages Flower built to the nodes our policy picks, and
+compressed client updates are decoded into dense weights (received global +
+update) before Flower aggregates them.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from flowerbed_app import telemetry
+from flowerbed_app import client_selection, telemetry, update_compression
+from flowerbed_app.privacy import CentralAccountant
 from flowerbed_app.progress_events import EventEmitter
 
 
@@ -37,6 +44,9 @@ class RoundRecord:
     train_metrics: dict[str, float] = field(default_factory=dict)
     federated_eval: dict[str, float] = field(default_factory=dict)
     timeline: dict[str, float] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
+    bytes: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] = field(default_factory=dict)
     span: Any = None  # the fl.round span, ended when the round's event is emitted
 
     def mark(self, phase: str) -> None:
@@ -85,6 +95,11 @@ def _client_of(msg: Message) -> dict[str, Any]:
     return info
 
 
+def record_bytes(record: ArrayRecord) -> int:
+    """Serialized payload size of an ArrayRecord: the bytes of every Array it holds."""
+    return sum(len(array.data) for array in record.values())
+
+
 def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
     """A subclass of `strategy_cls` that records rounds into `self.rounds`."""
 
@@ -97,6 +112,12 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             node_wait_timeout: float,
             evaluate_every: int,
             round_offset: int = 0,
+            selection: str = "random",
+            selection_explore: float = 0.25,
+            seed: int = 0,
+            dp: str = "none",
+            dp_delta: float = 0.0,
+            central_accountant: CentralAccountant | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
@@ -107,6 +128,16 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             self.round_offset = round_offset
             self.rounds: dict[int, RoundRecord] = {}
             self._grid: Grid | None = None
+            self.selection = selection
+            self.selection_explore = selection_explore
+            self._selection_rng = random.Random(seed)
+            self.node_scores: dict[int, float] = {}  # −(val loss of the global model it received)
+            self.last_selected: dict[int, int] = {}
+            self.dp = dp
+            self.dp_delta = dp_delta
+            self.central_accountant = central_accountant
+            self.node_epsilon: dict[int, float] = {}
+            self._sent_arrays: dict[int, dict[str, Any]] = {}  # round → global weights sent (numpy)
 
         def _node_of(self, reply: Message) -> int:
             """The node a reply is about; SuperLink-made error replies come from the SuperLink."""
@@ -125,10 +156,47 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             # Every message of this round carries the round's context to its ClientApp.
             config["traceparent"] = telemetry.traceparent_of(record.span)
             messages = list(super().configure_train(server_round, arrays, config, grid))
+            if self.selection == "performance" and messages:
+                messages = self._select_by_performance(server_round, messages, grid)
+            else:
+                record.selection = {"mode": "random", "scores": {}, "explored": []}
+            self._sent_arrays = {server_round: {k: v.numpy() for k, v in arrays.items()}}
             record.selected = [m.metadata.dst_node_id for m in messages]
+            for node_id in record.selected:
+                self.last_selected[node_id] = server_round
             record.mark("train_sent")
-            self.events.emit("round_started", round=record.round, selected=record.selected)
+            self.events.emit("round_started", round=record.round, selected=record.selected, selection=record.selection)
             return messages
+
+        def _select_by_performance(self, server_round: int, messages: list[Message], grid: Grid) -> list[Message]:
+            """Keep Flower's messages (config, sample size) but address them to our policy's picks."""
+            nodes = sorted(int(n) for n in grid.get_node_ids())
+            choice = client_selection.select(
+                nodes, len(messages), self.node_scores, self.last_selected, self.selection_explore, self._selection_rng
+            )
+            self.current(server_round).selection = {
+                "mode": "performance",
+                "scores": {str(n): round(self.node_scores[n], 6) for n in nodes if n in self.node_scores},
+                "explored": choice.explored,
+            }
+            template = messages[0]
+            return [
+                Message(content=template.content, message_type=template.metadata.message_type, dst_node_id=node_id)
+                for node_id in choice.chosen
+            ]
+
+        def _decode_reply(self, server_round: int, msg: Message, client: dict[str, Any]) -> tuple[int, int]:
+            """Replace a compressed update by dense weights; (bytes sent, dense-equivalent bytes)."""
+            sent = msg.content["arrays"]
+            sent_bytes = record_bytes(sent)
+            if not update_compression.is_compressed(list(sent.keys())):
+                return sent_bytes, sent_bytes
+            base = self._sent_arrays[server_round]
+            weights = update_compression.decompress_update({k: v.numpy() for k, v in sent.items()}, base)
+            dense = ArrayRecord({k: Array(v) for k, v in weights.items()})
+            msg.content["arrays"] = dense
+            client["compressed"] = True
+            return sent_bytes, record_bytes(dense)
 
         def aggregate_train(
             self, server_round: int, replies: Iterable[Message]
@@ -149,6 +217,12 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
                     for key, value in list(client.items()):
                         if key.startswith("t_"):  # wall clock → seconds since the round started
                             client[key] = round(float(value) - record.started, 3)
+                    if "arrays" in msg.content.array_records:
+                        client["bytes_sent"], client["bytes_dense"] = self._decode_reply(server_round, msg, client)
+                    if "val_loss" in client:
+                        self.node_scores[node_id] = -float(client["val_loss"])
+                    if "epsilon" in client:
+                        self.node_epsilon[node_id] = float(client["epsilon"])
                     record.clients.append(client)
             for node_id in record.selected:
                 if node_id not in answered:
@@ -156,8 +230,24 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             with telemetry.use_span(record.span), telemetry.span("aggregate", **{"fl.replies": len(replies)}):
                 arrays, metrics = super().aggregate_train(server_round, replies)
             record.train_metrics = {k: float(v) for k, v in (metrics or {}).items()}
+            sent = sum(c.get("bytes_sent", 0) for c in record.clients)
+            dense = sum(c.get("bytes_dense", 0) for c in record.clients)
+            record.bytes = {"sent_compressed": sent, "dense_equivalent": dense, "ratio": round(dense / sent, 3) if sent else None}
+            record.privacy = self._privacy(arrays is not None)
+            self._sent_arrays.pop(server_round, None)
             record.mark("aggregated")
             return arrays, metrics
+
+        def _privacy(self, released: bool) -> dict[str, Any]:
+            """ε spent so far: central — the accountant after this round's noised release;
+            local — the worst node's ε (each node reports its own, cumulative)."""
+            if self.dp == "central" and self.central_accountant is not None:
+                epsilon = self.central_accountant.release() if released else self.central_accountant.spent()
+                return {"mode": "central", "epsilon": epsilon, "delta": self.dp_delta}
+            if self.dp == "local":
+                epsilon = max(self.node_epsilon.values()) if self.node_epsilon else None
+                return {"mode": "local", "epsilon": epsilon, "delta": self.dp_delta}
+            return {"mode": "none", "epsilon": None, "delta": None}
 
         def configure_evaluate(
             self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,17 @@ class TrainResult:
     num_examples: int
     seconds: float
     steps: int
+    # DP-SGD only: Opacus' accountant history after this training (all steps so far).
+    privacy_history: list[tuple[float, float, int]] | None = None
+
+
+@dataclass(frozen=True)
+class DpSgd:
+    """Opacus DP-SGD settings plus the node's accountant history from earlier rounds."""
+
+    noise_multiplier: float
+    max_grad_norm: float
+    history: list[tuple[float, float, int]] = field(default_factory=list)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -53,40 +64,98 @@ def train(
     seed: int,
     step_scope: StepScope | None = None,
     epoch_scope: Callable[[int], AbstractContextManager[object]] | None = None,
+    proximal_mu: float = 0.0,
+    global_params: list[torch.Tensor] | None = None,
+    dp: DpSgd | None = None,
 ) -> TrainResult:
-    """SGD with momentum over shuffled mini-batches; returns the epoch-mean metrics."""
+    """SGD with momentum over shuffled mini-batches; returns the epoch-mean metrics.
+
+    proximal_mu > 0 adds FedProx's mu/2·||w − w_global||² to every batch loss
+    (w_global: `global_params`, default the model's weights on entry). `dp` trains with
+    Opacus DP-SGD instead (per-sample clipping + noise); its proximal term would not
+    reach the per-sample gradients, so the two are not combined.
+    """
     started = time.perf_counter()
     x, y = to_tensor(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))
     generator = torch.Generator().manual_seed(seed)
+    # Dropout draws from torch's global generator, which every fresh process seeds at
+    # random: seed it too, or the same run config never trains the same model twice.
+    torch.manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
+    if proximal_mu > 0 and dp is not None:
+        raise ValueError("proximal_mu and dp cannot be combined")
+    anchors: list[torch.Tensor] = []
+    if proximal_mu > 0:
+        source = global_params if global_params is not None else list(model.parameters())
+        anchors = [p.detach().clone() for p in source]
+    engine = None
+    model.train()  # Opacus insists; callers often evaluated the received model just before
+    if dp is not None:
+        model, optimizer, loader, engine = _make_private(model, optimizer, x, y, batch_size, generator, dp)
     model.train()
     total_loss, correct, seen, steps = 0.0, 0, 0, 0
     for epoch in range(epochs):
         with epoch_scope(epoch) if epoch_scope else contextlib.nullcontext():
-            order = torch.randperm(len(x), generator=generator)
-            for step, start in enumerate(range(0, len(x), batch_size)):
+            if engine is not None:
+                batches = iter(loader)
+            else:
+                order = torch.randperm(len(x), generator=generator)
+                batches = ((x[order[i : i + batch_size]], y[order[i : i + batch_size]]) for i in range(0, len(x), batch_size))
+            for step, (xb, yb) in enumerate(batches):
                 with step_scope(epoch, step) if step_scope else contextlib.nullcontext() as scope:
-                    batch = order[start : start + batch_size]
-                    xb, yb = x[batch], y[batch]
                     optimizer.zero_grad(set_to_none=True)
                     out = model(xb)
                     loss = F.nll_loss(out, yb)
+                    if anchors:
+                        drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors, strict=True))
+                        loss = loss + (proximal_mu / 2.0) * drift
                     loss.backward()
                     optimizer.step()
                     loss_value = float(loss.detach())
                     if scope is not None and hasattr(scope, "set_attribute"):
                         scope.set_attribute("loss", loss_value)
-                total_loss += loss_value * len(batch)
+                total_loss += loss_value * len(yb)
                 correct += int((out.argmax(1) == yb).sum())
-                seen += len(batch)
+                seen += len(yb)
                 steps += 1
+    if engine is not None:
+        model.to_standard_module()  # Opacus' hooks off the caller's module (it may train again)
     return TrainResult(
         loss=total_loss / max(seen, 1),
         accuracy=correct / max(seen, 1),
         num_examples=len(x),
         seconds=time.perf_counter() - started,
         steps=steps,
+        privacy_history=list(engine.accountant.history) if engine is not None else None,
     )
+
+
+def _make_private(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    dp: DpSgd,
+) -> tuple[Any, Any, Any, Any]:
+    """Opacus' PrivacyEngine (RDP accountant resumed from `dp.history`) around model and optimizer."""
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    engine = PrivacyEngine(accountant="rdp")
+    engine.accountant.history = list(dp.history)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=generator)
+    private_model, private_optimizer, private_loader = engine.make_private(
+        module=model,
+        optimizer=optimizer,
+        data_loader=loader,
+        noise_multiplier=dp.noise_multiplier,
+        max_grad_norm=dp.max_grad_norm,
+        poisson_sampling=False,
+        noise_generator=torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator))),
+    )
+    return private_model, private_optimizer, private_loader, engine
 
 
 @torch.inference_mode()

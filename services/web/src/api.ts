@@ -58,6 +58,10 @@ export interface RoundResult {
   failures?: Failure[];
   seconds?: number | null;
   timeline?: unknown;
+  /** Update traffic of the round (compression runs report the dense equivalent too). */
+  bytes?: { sent_compressed?: number; dense_equivalent?: number; ratio?: number };
+  /** Differential privacy spent so far (DP runs). */
+  privacy?: { epsilon?: number; delta?: number; mode?: string };
   model_id?: string | null;
 }
 

@@ -79,6 +79,9 @@ class RoundDetail(BaseModel):
     seconds: float | None = None
     timeline: dict[str, Any] = Field(default_factory=dict)
     model_id: str | None = None
+    bytes: dict[str, Any] = Field(default_factory=dict, description="sent_compressed, dense_equivalent, ratio.")
+    privacy: dict[str, Any] = Field(default_factory=dict, description="epsilon, delta, mode (DP runs).")
+    selection: dict[str, Any] = Field(default_factory=dict, description="mode, scores, explored (who was picked, why).")
 
     @classmethod
     def of(cls, row: Round) -> RoundDetail:
@@ -96,7 +99,19 @@ class RoundDetail(BaseModel):
             seconds=p.get("seconds"),
             timeline=p.get("timeline") or {},
             model_id=p.get("model_id"),
+            bytes=p.get("bytes") or {},
+            privacy=p.get("privacy") or {},
+            selection=_string_keys(p.get("selection") or {}),
         )
+
+
+def _string_keys(value: Any) -> Any:
+    """Node ids are uint64: as JSON object keys or values they must be strings for browsers."""
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and v > 2**53 else _string_keys(v) for v in value]
+    return value
 
 
 class RunDetail(RunSummary):

@@ -329,6 +329,8 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
       mount(roundsBody, stateBlock("empty", "No rounds yet", TERMINAL.has(run?.status ?? "") ? "This run ended before its first round finished." : "Results appear here after each round."));
       return;
     }
+    const showPrivacy = rounds.some((r) => r.privacy?.epsilon != null);
+    const showBytes = rounds.some((r) => r.bytes?.sent_compressed != null);
     const rows = [...rounds].reverse().map((r) =>
       h(
         "tr",
@@ -339,9 +341,15 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
         h("td", { class: "num" }, String(r.clients?.length ?? 0)),
         h("td", { class: "num" }, r.failures?.length ? h("span", { class: "text-danger" }, String(r.failures.length)) : "0"),
         h("td", { class: "num" }, formatSeconds(r.seconds)),
+        ...(showPrivacy ? [h("td", { class: "num", "data-testid": "round-epsilon" }, r.privacy?.epsilon != null ? r.privacy.epsilon.toFixed(2) : "—")] : []),
+        ...(showBytes ? [h("td", { class: "num", "data-testid": "round-bytes" }, r.bytes?.sent_compressed != null ? `${(r.bytes.sent_compressed / 1e6).toFixed(2)} MB${r.bytes.ratio ? ` (${r.bytes.ratio.toFixed(1)}×)` : ""}` : "—")] : []),
       ),
     );
-    mount(roundsBody, table(["Round", { label: "Accuracy", numeric: true }, { label: "Loss", numeric: true }, { label: "Clients", numeric: true, hideSm: true }, { label: "Failures", numeric: true }, { label: "Time", numeric: true, hideSm: true }], rows, "rounds-table"));
+    const extra = [
+      ...(showPrivacy ? [{ label: "ε", numeric: true }] : []),
+      ...(showBytes ? [{ label: "Update bytes", numeric: true, hideSm: true }] : []),
+    ];
+    mount(roundsBody, table(["Round", { label: "Accuracy", numeric: true }, { label: "Loss", numeric: true }, { label: "Clients", numeric: true, hideSm: true }, { label: "Failures", numeric: true }, { label: "Time", numeric: true, hideSm: true }, ...extra], rows, "rounds-table"));
   }
 
   function renderClients(rounds: RoundResult[]) {

@@ -15,6 +15,10 @@ const GROUPS: { title: string; hint: string; fields: string[] }[] = [
   { title: "Clients", hint: "How many SuperNodes take part in each round.", fields: ["fraction_train", "fraction_evaluate", "min_nodes", "min_available_nodes", "node_wait_timeout", "round_timeout"] },
   { title: "Data", hint: "How Fashion-MNIST is split across clients.", fields: ["partitioner", "alpha", "max_train_examples", "batch_size"] },
   { title: "Local training", hint: "Optimiser settings on every client.", fields: ["learning_rate", "momentum", "local_epochs"] },
+  { title: "Strategy parameters", hint: "Each strategy reads the ones it has.", fields: ["proximal_mu", "server_learning_rate", "server_momentum", "server_eta", "tau", "beta_1", "beta_2", "trim_beta", "krum_num_malicious"] },
+  { title: "Client selection", hint: "Who trains each round.", fields: ["selection", "selection_explore"] },
+  { title: "Privacy", hint: "Differential privacy, local (Opacus in every client) or central (server-side).", fields: ["dp", "dp_noise_multiplier", "dp_max_grad_norm", "dp_delta", "dp_clipping_norm"] },
+  { title: "Compression", hint: "Client updates sent compressed, with error feedback.", fields: ["compression", "compression_ratio"] },
   { title: "Resume", hint: "Continue from a stored checkpoint (leave empty to start fresh).", fields: ["from_checkpoint"] },
 ];
 
