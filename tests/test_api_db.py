@@ -32,9 +32,10 @@ def test_migrations_apply_and_are_idempotent(database_url: str) -> None:
     migrate(engine)
     migrate(engine)  # a restarted backend runs them again
     tables = set(inspect(engine).get_table_names())
-    assert {"runs", "run_events", "rounds", "run_logs", "alembic_version"} <= tables
+    assert {"runs", "run_events", "rounds", "run_logs", "spans", "alembic_version"} <= tables
+    assert "trace_id" in {c["name"] for c in inspect(engine).get_columns("runs")}
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     engine.dispose()
 
 
