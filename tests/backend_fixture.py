@@ -24,10 +24,9 @@ from typing import Any, NamedTuple
 
 import httpx
 import pytest
-from conftest import env_extra, free_port, free_ports
+from conftest import env_extra, free_port, running_federation
 
 from flowerbed import launcher
-from flowerbed.topology import Ports
 
 TERMINAL = ("completed", "failed", "stopped")
 # Small runs: the machine is shared; these keep a round to a few seconds of compute.
@@ -126,11 +125,8 @@ def backend_factory() -> Iterator[Callable[..., BackendProcess]]:
 @pytest.fixture(scope="session")
 def api_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.Federation]:
     """A 2-node federation shared by the API tests (started once: Flower start-up is slow here)."""
-    directory = tmp_path_factory.mktemp("api-federation")
-    ports = Ports(superlink=free_port(), supernode_base=free_ports(2))
-    federation = launcher.start(directory, 2, ports, extra_env=env_extra())
-    yield federation
-    launcher.stop(federation)
+    with running_federation(tmp_path_factory.mktemp("api-federation"), 2) as federation:
+        yield federation
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -76,11 +77,19 @@ def env_extra() -> dict[str, str]:
     return {"FLOWERBED_CACHE_DIR": os.environ["FLOWERBED_CACHE_DIR"]}
 
 
+@contextlib.contextmanager
+def running_federation(directory: Path, num_nodes: int) -> Iterator[launcher.Federation]:
+    """A federation on free ports for the duration of the block (session fixtures use it)."""
+    ports = Ports(superlink=free_port(), supernode_base=free_ports(num_nodes))
+    federation = launcher.start(directory, num_nodes, ports, extra_env=env_extra())
+    try:
+        yield federation
+    finally:
+        launcher.stop(federation)
+
+
 @pytest.fixture(scope="session")
 def shared_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.Federation]:
     """One 3-node federation for the tests that only need *a* federation."""
-    directory = tmp_path_factory.mktemp("shared-federation")
-    ports = Ports(superlink=free_port(), supernode_base=free_ports(3))
-    federation = launcher.start(directory, 3, ports, extra_env=env_extra())
-    yield federation
-    launcher.stop(federation)
+    with running_federation(tmp_path_factory.mktemp("shared-federation"), 3) as federation:
+        yield federation
