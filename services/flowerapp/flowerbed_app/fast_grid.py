@@ -4,7 +4,8 @@ Flower's `HttpGrid.send_and_receive` sleeps 3 s between polls, so every message
 phase ends on average 1.5 s (up to 3 s) after the last reply arrived. We keep
 Flower's grid for everything and only re-implement this loop on top of its public
 `push_messages`/`pull_messages`; it also remembers which node each message went to,
-so error replies made by the SuperLink can be attributed to the right node.
+so error replies made by the SuperLink can be attributed to the right node, and lists
+node ids in a stable order so that seeded node sampling is reproducible.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ DEFAULT_POLL_SECONDS = 0.2
 
 
 class FastPollGrid:
-    """Delegates to a Flower Grid; overrides only `send_and_receive`."""
+    """Delegates to a Flower Grid; overrides `send_and_receive` and orders `get_node_ids`."""
 
     def __init__(self, grid: Grid, poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
         self._grid = grid
@@ -29,6 +30,11 @@ class FastPollGrid:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
+
+    def get_node_ids(self) -> list[int]:
+        """Sorted: Flower samples nodes from this list with `random`, so a seeded run
+        picks the same nodes only if the list comes in the same order every time."""
+        return sorted(self._grid.get_node_ids())
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)

@@ -203,7 +203,9 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             self, server_round: int, replies: Iterable[Message]
         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
             record = self.current(server_round)
-            replies = list(replies)
+            # Replies arrive in whatever order the clients finish; float sums depend on the
+            # order, so aggregating in node order makes a run with the same seeds reproducible.
+            replies = sorted(replies, key=self._node_of)
             record.mark("train_replies")
             answered = set()
             for msg in replies:
