@@ -31,16 +31,51 @@ def two_runs(backend: Backend) -> dict[str, dict]:
     def read(run: dict) -> None:
         streams[run["run_id"]] = read_sse(backend.base_url, backend.token, run["run_id"], timeout=900)
 
+    polls: list[tuple[str, bytes]] = []  # (ETag, body) of run A's detail, read while it runs
+    done = threading.Event()
+
+    def poll() -> None:
+        with backend.client() as client:
+            while not done.is_set():
+                response = client.get(f"/training/{a['run_id']}")
+                polls.append((response.headers["etag"], response.content))
+                done.wait(0.3)
+
     threads = [threading.Thread(target=read, args=(run,)) for run in (a, b)]
-    for thread in threads:
+    poller = threading.Thread(target=poll)
+    for thread in [*threads, poller]:
         thread.start()
     for thread in threads:
         thread.join(timeout=900)
+    done.set()
+    poller.join(timeout=60)
     with backend.client() as client:
-        return {
+        runs = {
             name: {"start": run, "events": streams[run["run_id"]], "detail": client.get(f"/training/{run['run_id']}").json()}
             for name, run in (("a", a), ("b", b))
         }
+    runs["a"]["polls"] = polls
+    return runs
+
+
+def test_run_detail_changes_with_its_etag_and_is_never_stale(two_runs: dict, backend: Backend) -> None:
+    """The detail is served from a cache keyed by the run's revision: every change must show."""
+    polls, final = two_runs["a"]["polls"], two_runs["a"]["detail"]
+    bodies_by_etag: dict[str, set[bytes]] = {}
+    for etag, body in polls:
+        bodies_by_etag.setdefault(etag, set()).add(body)
+    assert all(len(bodies) == 1 for bodies in bodies_by_etag.values())  # one ETag, one body
+    seen = [json.loads(body) for _, body in polls]
+    progress = [(d["rounds_completed"], d["status"]) for d in seen]
+    assert [r for r, _ in progress] == sorted(r for r, _ in progress)  # never goes back
+    assert len(bodies_by_etag) >= 3, progress  # it moved while we watched (pending/running → rounds → completed)
+    with backend.client() as client:
+        response = client.get(f"/training/{final['run_id']}")
+        assert response.json() == final and response.json()["rounds_completed"] == 2
+        etag = response.headers["etag"]
+        unchanged = client.get(f"/training/{final['run_id']}", headers={"If-None-Match": etag})
+        assert unchanged.status_code == 304 and unchanged.headers["etag"] == etag and not unchanged.content
+        assert client.get(f"/training/{final['run_id']}", headers={"If-None-Match": '"0.0"'}).status_code == 200
 
 
 def test_run_completes_with_a_round_finished_event_per_round(two_runs: dict, backend: Backend) -> None:

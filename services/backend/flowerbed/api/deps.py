@@ -1,5 +1,9 @@
 """Dependencies as `Annotated` aliases, so route signatures say what they use.
 
+They are `async def` although they never await: FastAPI runs a plain `def` dependency
+in its thread pool, one hop per dependency per request, for what is an attribute
+lookup. None of them blocks.
+
 Also the bearer-token check: routers that expose the API include `authorize`, which
 lets reads through (unless `require_token_for_reads`) and guards every mutating
 method, so a new POST route is protected without anyone remembering to.
@@ -16,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from flowerbed.db.run_history import RunHistory
 from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl
+from flowerbed.run_detail_cache import RunDetailCache
 from flowerbed.run_service import RunService
 from flowerbed.settings import Settings
 
@@ -24,23 +29,27 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _bearer = HTTPBearer(auto_error=False, description="The API token (local mode: <data_dir>/api-token).")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_history(request: Request) -> RunHistory:
+async def get_history(request: Request) -> RunHistory:
     return request.app.state.history
 
 
-def get_service(request: Request) -> RunService:
+async def get_service(request: Request) -> RunService:
     return request.app.state.service
 
 
-def get_bus(request: Request) -> EventBus:
+async def get_bus(request: Request) -> EventBus:
     return request.app.state.bus
 
 
-def get_control(request: Request) -> FlowerControl:
+async def get_detail_cache(request: Request) -> RunDetailCache:
+    return request.app.state.detail_cache
+
+
+async def get_control(request: Request) -> FlowerControl:
     return request.app.state.control_factory()
 
 
@@ -48,6 +57,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 HistoryDep = Annotated[RunHistory, Depends(get_history)]
 ServiceDep = Annotated[RunService, Depends(get_service)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
+DetailCacheDep = Annotated[RunDetailCache, Depends(get_detail_cache)]
 ControlDep = Annotated[FlowerControl, Depends(get_control)]
 
 
@@ -62,7 +72,7 @@ def unauthorized(settings: Settings) -> HTTPException:
     )
 
 
-def authorize(
+async def authorize(
     request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

@@ -28,6 +28,7 @@ from flowerbed.db.run_history import RunHistory
 from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl
 from flowerbed.run_config import FieldError
+from flowerbed.run_detail_cache import RunDetailCache
 from flowerbed.run_service import RunAlreadyFinished, RunNotFound, RunService, SuperLinkUnavailable
 from flowerbed.run_tracker import RunTracker
 from flowerbed.settings import Settings
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.history = history
         app.state.traces = TraceStore(session_factory(engine), settings.trace_retention_spans)
         app.state.bus = bus
+        app.state.detail_cache = RunDetailCache()
         app.state.control_factory = control_factory
         app.state.tracker = tracker
         app.state.service = RunService(history, tracker, control_factory, settings.app_dir, settings.models_path)

@@ -110,6 +110,18 @@ class RunHistory:
         with self.sessions() as session:
             return session.get(Run, run_id)
 
+    def revision(self, run_id: str) -> tuple[int, str | None] | None:
+        """What changes whenever anything GET /training/{id} shows changes; None: no such run.
+
+        Every write that alters a run's status, fields or rounds appends an event in the same
+        transaction, so the last event's seq moves with it; `set_flower_run_id` is the one write
+        without an event, hence the id beside it. Read through the (run_id, seq) unique index.
+        """
+        with self.sessions() as session:
+            last_seq = select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id).scalar_subquery()
+            row = session.execute(select(Run.flower_run_id, last_seq).where(Run.run_id == run_id)).first()
+            return None if row is None else (int(row[1] or 0), row[0])
+
     def list_runs(self, status: str | None, limit: int, offset: int) -> tuple[list[Run], int, dict[str, int]]:
         with self.sessions() as session:
             query = select(Run)

@@ -9,14 +9,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from flowerbed.api.deps import BusDep, HistoryDep, ServiceDep, SettingsDep
+from flowerbed.api.deps import BusDep, DetailCacheDep, HistoryDep, ServiceDep, SettingsDep
 from flowerbed.api.schemas import Message, RoundDetail, RunDetail, RunLogs, RunPage, RunSummary, StartedRun, StoppingRun
 from flowerbed.db.models import TERMINAL_STATUSES
 from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent, as_utc
 from flowerbed.run_config import TrainingConfig
 from flowerbed.run_service import RunNotFound
+from flowerbed.settings import Settings
 from flowerbed.trace_links import trace_url
 
 router = APIRouter(prefix="/training", tags=["training"])
@@ -63,8 +64,37 @@ def _get_run(history: RunHistory, run_id: str):  # type: ignore[no-untyped-def]
     return run
 
 
-@router.get("/{run_id}", response_model=RunDetail, responses=NOT_FOUND)
-def get_run(run_id: str, history: HistoryDep, settings: SettingsDep) -> RunDetail:
+@router.get(
+    "/{run_id}",
+    response_model=RunDetail,
+    responses={**NOT_FOUND, 304: {"description": "Unchanged since the ETag sent in If-None-Match."}},
+)
+def get_run(
+    run_id: str,
+    history: HistoryDep,
+    settings: SettingsDep,
+    cache: DetailCacheDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Status, config and every round (per-client results, failures).
+
+    Sends an ETag that changes with the run: pollers may send it back in If-None-Match
+    and get 304 while nothing changed.
+    """
+    revision = history.revision(run_id)
+    if revision is None:
+        raise RunNotFound(run_id)
+    etag = f'"{revision[0]}.{revision[1] or 0}"'
+    if if_none_match and etag in (tag.strip() for tag in if_none_match.split(",")):
+        return Response(status_code=304, headers={"ETag": etag})
+    body = cache.get(run_id, revision)
+    if body is None:
+        body = _run_detail(history, run_id, settings).model_dump_json().encode()
+        cache.put(run_id, revision, body)
+    return Response(body, media_type="application/json", headers={"ETag": etag})
+
+
+def _run_detail(history: RunHistory, run_id: str, settings: Settings) -> RunDetail:
     run = _get_run(history, run_id)
     rounds = history.rounds(run_id)
     summary = RunSummary.of(run, len(rounds))
