@@ -58,7 +58,11 @@ class TrainingConfig(BaseModel):
         0, ge=0, le=1000, strict=True, description="Federated evaluation every k rounds (0: carried in train replies)."
     )
     max_train_examples: int = Field(
-        0, ge=0, le=10_000_000, strict=True, description="Cap on examples per client (0: whole partition)."
+        0,
+        ge=0,
+        le=10_000_000,
+        strict=True,
+        description="Cap on training and on validation examples per client, for quick runs (0: whole partition).",
     )
     selection: Literal["random", "performance"] = Field(
         "random", description="Client selection: uniform, or by each node's last validation loss with exploration."

@@ -64,6 +64,14 @@ def _partition(settings: RunSettings, context: Context) -> tuple[int, Partition]
     return partition_id, load_partition(spec)
 
 
+def _capped(settings: RunSettings, x: Any, y: Any) -> tuple[Any, Any]:
+    """At most max-train-examples of a split (0: all). Quick runs cap validation too: a
+    smoke run of 64 training examples should not validate on thousands."""
+    if settings.max_train_examples:
+        return x[: settings.max_train_examples], y[: settings.max_train_examples]
+    return x, y
+
+
 def _global_model(settings: RunSettings, msg: Message) -> torch.nn.Module:
     model = create_model(settings.model)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
@@ -96,11 +104,10 @@ def _train(
     config = msg.content["config"]
     partition_id, part = _partition(settings, context)
     model = _global_model(settings, msg)
-    val_loss, val_accuracy = evaluate(model, part.x_val, part.y_val)
+    x_val, y_val = _capped(settings, part.x_val, part.y_val)
+    val_loss, val_accuracy = evaluate(model, x_val, y_val)
 
-    x, y = part.x_train, part.y_train
-    if settings.max_train_examples:
-        x, y = x[: settings.max_train_examples], y[: settings.max_train_examples]
+    x, y = _capped(settings, part.x_train, part.y_train)
     span.set_attribute("fl.num_examples", len(y))
     tracing = telemetry.enabled()
     received = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -131,7 +138,7 @@ def _train(
             "train-steps": result.steps,
             "val-loss": val_loss,
             "val-accuracy": val_accuracy,
-            "val-examples": len(part.y_val),
+            "val-examples": len(y_val),
         }
     )
     span.set_attribute("train.loss", result.loss)
@@ -221,10 +228,11 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
         try:
             partition_id, part = _partition(settings, context)
             model = _global_model(settings, msg)
-            loss, accuracy = evaluate(model, part.x_val, part.y_val)
+            x_val, y_val = _capped(settings, part.x_val, part.y_val)
+            loss, accuracy = evaluate(model, x_val, y_val)
         finally:
             telemetry.flush()
-    metrics = MetricRecord({"num-examples": len(part.y_val), "eval-loss": loss, "eval-accuracy": accuracy})
+    metrics = MetricRecord({"num-examples": len(y_val), "eval-loss": loss, "eval-accuracy": accuracy})
     client = _client_record(partition_id, handler_started)
     return Message(content=RecordDict({"metrics": metrics, "client": client}), reply_to=msg)
 
