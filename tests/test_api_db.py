@@ -78,3 +78,21 @@ def test_run_event_round_round_trip_and_idempotent_ingest(database_url: str) -> 
     _runs, total, counts = history.list_runs("completed", 10, 0)
     assert (total, counts) == (1, {"r1": 1})
     engine.dispose()
+
+
+def test_a_diverged_run_with_nan_and_infinite_losses_is_stored_as_null(database_url: str) -> None:
+    """Python's json writes NaN/Infinity; PostgreSQL refuses them and browsers cannot parse them."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    history = RunHistory(session_factory(engine))
+    history.create_run("r1", {"num_rounds": 1}, 1, None)
+    clients = [{"node_id": 1, "train_loss": float("nan"), "val_loss": float("inf")}]
+    chunk = _event_line(1, "round_finished", round=1, accuracy=0.1, loss=float("inf"), clients=clients)
+    assert "NaN" in chunk and "Infinity" in chunk  # what an app that prints plain json.dumps sends
+    (_, stored) = history.ingest_log_chunk("r1", chunk, 1001.0)
+    assert stored.data["loss"] is None and stored.data["clients"][0] == {"node_id": 1, "train_loss": None, "val_loss": None}
+    (round_row,) = history.rounds("r1")
+    assert (round_row.accuracy, round_row.loss, round_row.payload["clients"][0]["train_loss"]) == (0.1, None, None)
+    (read_back,) = [e for e in history.events_after("r1") if e.type == "round_finished"]  # from the database
+    assert read_back.data["loss"] is None and read_back.data["clients"][0]["val_loss"] is None
+    engine.dispose()

@@ -179,3 +179,20 @@ def test_cli_rejects_bad_input_before_starting_anything(tmp_path, args, message)
     assert message in proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "error"
     assert not (tmp_path / "federation.json").exists() and not (tmp_path / "logs").exists()
+
+
+def test_progress_events_are_strict_json_even_when_training_diverges(capsys):
+    from flowerbed_app.progress_events import EventEmitter, parse_events
+
+    def strict(text: str) -> dict:
+        return json.loads(text, parse_constant=lambda token: pytest.fail(f"not JSON: {token}"))
+
+    record = EventEmitter("r", 1).emit("round_finished", round=1, loss=float("nan"), clients=[{"val_loss": float("-inf")}])
+    line = capsys.readouterr().out.strip()
+    printed = strict(line.split(" ", 1)[1])
+    assert printed["loss"] is None and printed["clients"] == [{"val_loss": None}] and printed["round"] == 1
+    assert record["loss"] != record["loss"]  # the caller's own record keeps its value (NaN)
+    (parsed,) = parse_events(line)
+    assert parsed["loss"] is None
+    (legacy,) = parse_events('FLOWERBED_EVENT {"event": "run_finished", "accuracy": NaN, "loss": Infinity}')
+    assert legacy["accuracy"] is None and legacy["loss"] is None

@@ -100,7 +100,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
   };
 
   const upsertRound = (r: RoundResult) => {
-    if (!run) return;
+    if (!run || typeof r.round !== "number") return;
     const others = run.rounds.filter((x) => x.round !== r.round);
     run.rounds = sortedRounds([...others, r]);
     run.rounds_completed = Math.max(run.rounds_completed ?? 0, run.rounds.length);
@@ -108,11 +108,14 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
 
   const on = (name: string, handler: (data: Record<string, unknown>) => void) => {
     stream?.addEventListener(name, (e) => {
-      let data: Record<string, unknown> = {};
+      let data: Record<string, unknown>;
       try {
         data = JSON.parse((e as MessageEvent).data || "{}");
       } catch {
-        /* keep {} */
+        // An event we cannot read must not become a half-empty round or status: the API is
+        // the source of truth, so re-read the run from it instead.
+        void refresh();
+        return;
       }
       if (streamState !== "live") {
         streamState = "live";

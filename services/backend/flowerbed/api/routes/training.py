@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -19,6 +18,7 @@ from flowerbed.run_config import TrainingConfig
 from flowerbed.run_service import RunNotFound
 from flowerbed.settings import Settings
 from flowerbed.trace_links import trace_url
+from flowerbed_app.progress_events import to_json
 
 router = APIRouter(prefix="/training", tags=["training"])
 
@@ -69,7 +69,7 @@ def _get_run(history: RunHistory, run_id: str):  # type: ignore[no-untyped-def]
     response_model=RunDetail,
     responses={**NOT_FOUND, 304: {"description": "Unchanged since the ETag sent in If-None-Match."}},
 )
-def get_run(
+async def get_run(
     run_id: str,
     history: HistoryDep,
     settings: SettingsDep,
@@ -79,18 +79,18 @@ def get_run(
     """Status, config and every round (per-client results, failures).
 
     Sends an ETag that changes with the run: pollers may send it back in If-None-Match
-    and get 304 while nothing changed.
+    and get 304 while nothing changed. Async on purpose: an unchanged run is served from
+    the cache without a thread-pool hop or a query.
     """
     revision = history.revision(run_id)
-    if revision is None:
-        raise RunNotFound(run_id)
-    etag = f'"{revision[0]}.{revision[1] or 0}"'
-    if if_none_match and etag in (tag.strip() for tag in if_none_match.split(",")):
-        return Response(status_code=304, headers={"ETag": etag})
     body = cache.get(run_id, revision)
     if body is None:
-        body = _run_detail(history, run_id, settings).model_dump_json().encode()
+        detail = await run_in_threadpool(_run_detail, history, run_id, settings)
+        body = detail.model_dump_json().encode()
         cache.put(run_id, revision, body)
+    etag = f'"{history.instance}.{revision}"'
+    if if_none_match and etag in (tag.strip() for tag in if_none_match.split(",")):
+        return Response(status_code=304, headers={"ETag": etag})
     return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
@@ -137,7 +137,7 @@ async def run_events(
 
 
 def _format(event: StoredEvent) -> str:
-    return f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.data, separators=(',', ':'))}\n\n"
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {to_json(event.data)}\n\n"
 
 
 async def _stream(run_id: str, after: int, request: Request, history: RunHistory, bus: BusDep) -> AsyncIterator[str]:
