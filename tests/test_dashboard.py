@@ -262,3 +262,44 @@ def test_nodes_view_lists_the_federation(backend: Any, page: Page) -> None:
     page.wait_for_function(f"{online} >= {federation.num_nodes}", polling=500, timeout=60_000)
     expect(page.get_by_test_id("nodes-summary")).to_contain_text("online")
     shot(page, "13-nodes")
+
+
+def test_every_training_option_is_in_the_form_and_the_run_view_shows_them(backend: Any, page: Page) -> None:
+    """Issue 6: strategy, selection, DP and compression from the form to the run view; bad combinations rejected."""
+    base_url, token, federation, _data_dir = backend
+    status, schema = api(base_url, token, "GET", "/training/schema")
+    assert status == 200
+    open_dashboard(page, base_url, token)
+    fill_start_form(page, rounds=2, nodes=federation.num_nodes)
+    for name in schema["properties"]:  # every API field, read from the live schema: the two cannot drift
+        expect(page.get_by_test_id(f"field-{name}")).to_have_count(1)
+    strategies = page.get_by_test_id("field-strategy").locator("option").all_inner_texts()
+    assert {"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum"} <= {
+        s.strip().lower() for s in strategies
+    }, strategies
+
+    # A combination the platform refuses: local DP with compression → the server's reason beside `compression`.
+    page.get_by_test_id("field-dp").select_option("local")
+    page.get_by_test_id("field-compression").select_option("topk")
+    page.get_by_test_id("start-submit").click()
+    expect(page.locator("[data-field=compression]").get_by_test_id("error-compression")).to_contain_text("cannot be combined")
+    assert "#/start" in page.url
+    shot(page, "14-invalid-combination", full_page=False)
+
+    page.get_by_test_id("field-compression").select_option("none")
+    page.get_by_test_id("field-dp").select_option("central")
+    page.get_by_test_id("field-strategy").select_option("fedavgm")
+    page.get_by_test_id("field-selection").select_option("performance")
+    run_id = submit_and_open_run(page)
+    expect(page.locator("[data-testid=run-status][data-status=completed]")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    run = wait_for_api_status(base_url, token, run_id, "completed")
+    assert (run["config"]["strategy"], run["config"]["dp"], run["config"]["selection"]) == ("fedavgm", "central", "performance")
+    for stored in run["rounds"]:
+        row = page.get_by_test_id(f"round-row-{stored['round']}")
+        expect(row.get_by_test_id("round-epsilon")).to_have_text(f"{stored['privacy']['epsilon']:.2f}")
+        expect(row.get_by_test_id("round-bytes")).to_contain_text(f"{stored['bytes']['sent_compressed'] / 1e6:.2f} MB")
+    assert run["rounds"][1]["privacy"]["epsilon"] > run["rounds"][0]["privacy"]["epsilon"] > 0
+    expect(page.locator(".chip", has_text="fedavgm")).to_have_count(1)
+    for value in ("central", "performance", "fedavgm"):  # the whole configuration is listed
+        expect(page.get_by_test_id("config-card")).to_contain_text(value)
+    shot(page, "15-algorithm-run")
