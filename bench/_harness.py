@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("FLOWERBED_CACHE_DIR", str(ROOT / ".flowerbed" / "test-cache"))
 
 
-def _free_block(count: int) -> int:
+def free_port_block(count: int) -> int:
     for _ in range(100):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -49,7 +49,7 @@ def federation(
     num_nodes: int, isolation: str = "process", extra_env: dict[str, str] | None = None
 ) -> Iterator[launcher.Federation]:
     with tempfile.TemporaryDirectory(prefix="flowerbed-bench-") as tmp:
-        ports = Ports(superlink=_free_block(1), supernode_base=_free_block(num_nodes))
+        ports = Ports(superlink=free_port_block(1), supernode_base=free_port_block(num_nodes))
         fed = launcher.start(
             Path(tmp),
             num_nodes,

@@ -27,7 +27,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import httpx
-from _harness import _free_block, emit
+from _harness import emit, free_port_block
 
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
@@ -112,7 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flowerbed-api-bench-") as tmp:
         data_dir = Path(tmp)
         run_id = seed(data_dir)
-        port = _free_block(1)
+        port = free_port_block(1)
         env = {**os.environ, "FLOWERBED_DATA_DIR": tmp, "FLOWERBED_API_TOKEN": TOKEN, "FLOWERBED_SUPERLINK_URL": "127.0.0.1:9"}
         server = subprocess.Popen(
             [sys.executable, "-m", "flowerbed.cli", "serve", "--port", str(port), "--log-level", "warning"],

@@ -1,7 +1,8 @@
 """Time to accuracy and training efficiency of a whole federated run.
 
-Runs SimpleCNN on Fashion-MNIST across N real SuperNodes and prints accuracy per
-round and wall time, beside the NIID-Bench FedAvg anchors. In the same run it
+Runs exactly what a user types — `flowerbed train --nodes N --rounds R --partitioner P
+--json` (a fresh local federation and backend in a scratch data dir) — and prints accuracy
+per round and wall time, beside the NIID-Bench FedAvg anchors. In the same run it
 measures plain centralized training of the same model in one process (samples/s:
 this machine's limit for the work) and reports the federation's samples trained per
 second of wall time as a fraction of it.
@@ -13,12 +14,17 @@ second of wall time as a fraction of it.
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-from _harness import emit, federation, ours_config, run
+from _harness import emit, free_port_block
 
-from flowerbed.paths import app_dir
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import PartitionSpec, load_partition
 from flowerbed_app.training import train
@@ -45,6 +51,41 @@ def centralized_samples_per_second(seconds: float, batch_size: int) -> float:
     return done / (time.perf_counter() - started)
 
 
+def flowerbed_train(args: argparse.Namespace) -> dict:
+    """`flowerbed train … --json` as a user runs it; its last stdout line is the result."""
+    with tempfile.TemporaryDirectory(prefix="flowerbed-tta-") as tmp:
+        command = [
+            str(Path(sys.executable).parent / "flowerbed"),
+            "--data-dir",
+            tmp,
+            "--superlink-port",
+            str(free_port_block(1)),
+            "--supernode-port",
+            str(free_port_block(args.nodes)),
+            "train",
+            "--nodes",
+            str(args.nodes),
+            "--rounds",
+            str(args.rounds),
+            "--partitioner",
+            args.partitioner,
+            "--json",
+            "--set",
+            f"local-epochs={args.local_epochs}",
+            "--set",
+            f"batch-size={args.batch_size}",
+            "--set",
+            f"max-train-examples={args.max_train_examples}",
+        ]
+        if args.partitioner == "dirichlet":
+            command += ["--alpha", str(args.alpha)]
+        print("$ flowerbed " + " ".join(command[1:]), file=sys.stderr)
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"flowerbed train failed ({proc.returncode}):\n{proc.stderr[-3000:]}\n{proc.stdout[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="time to accuracy and efficiency")
     parser.add_argument("--nodes", type=int, default=10)
@@ -60,30 +101,13 @@ def main() -> None:
 
     key = args.partitioner if args.partitioner == "iid" else f"dirichlet-{args.alpha:g}"
     baseline = centralized_samples_per_second(args.baseline_seconds, args.batch_size)
-    with federation(args.nodes) as fed:
-        started = time.perf_counter()
-        events, _, status = run(
-            fed,
-            app_dir(),
-            ours_config(
-                fed,
-                **{
-                    "num-server-rounds": args.rounds,
-                    "partitioner": args.partitioner,
-                    "alpha": args.alpha,
-                    "local-epochs": args.local_epochs,
-                    "batch-size": args.batch_size,
-                    "max-train-examples": args.max_train_examples,
-                },
-            ),
-        )
-        wall = time.perf_counter() - started
-    assert status == "finished:completed", (status, events[-1:])
-    rounds = [e for e in events if e["event"] == "round_finished"]
-    first_ts = next(e["ts"] for e in events if e["event"] == "run_started")
+    result = flowerbed_train(args)
+    assert result["status"] == "completed", result
+    rounds, wall = result["rounds"], result["seconds"]
+    elapsed = list(itertools.accumulate(r["seconds"] for r in rounds))
     trained = sum(c["num_examples"] * args.local_epochs for r in rounds for c in r["clients"])
     efficiency = trained / wall / baseline
-    table = [[r["round"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", f"{r['ts'] - first_ts:.1f}"] for r in rounds]
+    table = [[r["round"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", f"{t:.1f}"] for r, t in zip(rounds, elapsed, strict=True)]
     goal_acc, goal_round = GOALS.get(key, (None, None))
     reached = next((r["round"] for r in rounds if goal_acc and r["accuracy"] >= goal_acc), None)
     print(
@@ -96,7 +120,11 @@ def main() -> None:
         {
             "setting": key,
             "nodes": args.nodes,
-            "rounds": [{"round": r["round"], "accuracy": r["accuracy"], "elapsed": r["ts"] - first_ts} for r in rounds],
+            "local_epochs": args.local_epochs,
+            "rounds": [
+                {"round": r["round"], "accuracy": r["accuracy"], "loss": r["loss"], "seconds": r["seconds"], "elapsed": t}
+                for r, t in zip(rounds, elapsed, strict=True)
+            ],
             "final_accuracy": rounds[-1]["accuracy"],
             "wall_seconds": round(wall, 1),
             "anchor": ANCHORS.get(key),
@@ -106,6 +134,7 @@ def main() -> None:
             "centralized_samples_per_second": round(baseline, 1),
             "efficiency": round(efficiency, 3),
             "torch_threads": torch.get_num_threads(),
+            "checkpoints": len(result["checkpoints"]),
         },
         args.json,
     )
