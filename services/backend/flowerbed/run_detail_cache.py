@@ -2,26 +2,24 @@
 
 GET /training/{id} is what dashboards and scripts poll. Building it loads every round's
 JSON (clients, timelines) and validates it with pydantic: milliseconds for a 10-round,
-10-client run, most of a request's cost. The database says cheaply whether anything changed
-(`RunHistory.revision`), so the body is built once per change. Keyed by revision read from
-the database, not by in-process invalidation, so it stays right when several backends share
-one PostgreSQL. Bounded LRU: old runs fall out.
+10-client run, most of a request's cost. `RunHistory.revision` moves with every committed
+write to the run, so the body is built once per change and a hit costs no I/O at all.
+Bounded LRU: old runs fall out.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
 
 
 class RunDetailCache:
     def __init__(self, capacity: int = 256) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[str, tuple[Hashable, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._lock = threading.Lock()  # sync routes run in FastAPI's thread pool
 
-    def get(self, run_id: str, revision: Hashable) -> bytes | None:
+    def get(self, run_id: str, revision: int) -> bytes | None:
         with self._lock:
             entry = self._entries.get(run_id)
             if entry is None or entry[0] != revision:
@@ -29,7 +27,7 @@ class RunDetailCache:
             self._entries.move_to_end(run_id)
             return entry[1]
 
-    def put(self, run_id: str, revision: Hashable, body: bytes) -> None:
+    def put(self, run_id: str, revision: int, body: bytes) -> None:
         with self._lock:
             self._entries[run_id] = (revision, body)
             self._entries.move_to_end(run_id)

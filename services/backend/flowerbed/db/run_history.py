@@ -8,7 +8,9 @@ resumes from a cursor that matches what is stored: nothing lost, nothing twice.
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +50,10 @@ def as_utc(value: datetime | None) -> datetime | None:
 class RunHistory:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self._revisions: dict[str, int] = {}
+        self._revisions_lock = threading.Lock()
+        # Revisions restart at 0 with the process; this tells one process's apart from the next's.
+        self.instance = uuid.uuid4().hex[:8]
 
     # -- writes -----------------------------------------------------------------
     def create_run(
@@ -66,17 +72,21 @@ class RunHistory:
             session.add(run)
             session.flush()
             event = self._append(session, run_id, STATUS_EVENT, {"run_id": run_id, "status": "pending"})
+        self._committed(run_id)
         return run, [event]
 
     def set_flower_run_id(self, run_id: str, flower_run_id: int) -> None:
         with self.sessions.begin() as session:
             session.get_one(Run, run_id).flower_run_id = str(flower_run_id)
+        self._committed(run_id)
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> list[StoredEvent]:
         """Change status (and fields) once; a no-op when already there or already terminal."""
         with self.sessions.begin() as session:
             run = session.get_one(Run, run_id, with_for_update=True)
-            return self._transition(session, run, status, **fields)
+            events = self._transition(session, run, status, **fields)
+        self._committed(run_id)
+        return events
 
     def ingest_log_chunk(self, run_id: str, text: str, cursor: float) -> list[StoredEvent]:
         """Store a chunk of complete ServerApp log lines with its cursor; returns new events."""
@@ -103,24 +113,26 @@ class RunHistory:
                 elif record["event"] == "run_started" and record.get("trace_id"):
                     run.trace_id = str(record["trace_id"])[:32]
             run.log_cursor = max(run.log_cursor or 0.0, cursor)
-            return new
+        self._committed(run_id)
+        return new
 
     # -- reads ------------------------------------------------------------------
     def get_run(self, run_id: str) -> Run | None:
         with self.sessions() as session:
             return session.get(Run, run_id)
 
-    def revision(self, run_id: str) -> tuple[int, str | None] | None:
-        """What changes whenever anything GET /training/{id} shows changes; None: no such run.
+    def revision(self, run_id: str) -> int:
+        """How many writes to this run this process has committed (0: none since start).
 
-        Every write that alters a run's status, fields or rounds appends an event in the same
-        transaction, so the last event's seq moves with it; `set_flower_run_id` is the one write
-        without an event, hence the id beside it. Read through the (run_id, seq) unique index.
+        Every write to a run's history goes through this class, in the backend process that
+        follows the run, so this moves whenever anything GET /training/{id} shows changes,
+        at no cost: caches of the detail key on it.
         """
-        with self.sessions() as session:
-            last_seq = select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id).scalar_subquery()
-            row = session.execute(select(Run.flower_run_id, last_seq).where(Run.run_id == run_id)).first()
-            return None if row is None else (int(row[1] or 0), row[0])
+        return self._revisions.get(run_id, 0)
+
+    def _committed(self, run_id: str) -> None:
+        with self._revisions_lock:
+            self._revisions[run_id] = self._revisions.get(run_id, 0) + 1
 
     def list_runs(self, status: str | None, limit: int, offset: int) -> tuple[list[Run], int, dict[str, int]]:
         with self.sessions() as session:
