@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from privacy_reference import opacus_epsilon
 
 from flowerbed_app import client_selection, privacy, update_compression
 from flowerbed_app.models import create_model
@@ -170,15 +171,6 @@ def test_selection_with_everyone_needed_explores_nothing():
 # --- differential privacy ---------------------------------------------------------------
 
 
-def _opacus_epsilon(noise: float, sample_rate: float, steps: int, delta: float) -> float:
-    from opacus.accountants import RDPAccountant
-
-    accountant = RDPAccountant()
-    for _ in range(steps):
-        accountant.step(noise_multiplier=noise, sample_rate=sample_rate)
-    return accountant.get_epsilon(delta=delta)
-
-
 def test_local_dp_epsilon_accumulates_across_rounds_like_opacus(data):
     model = seeded_model(lambda: create_model("cnn"), 11)
     history: list = []
@@ -192,7 +184,7 @@ def test_local_dp_epsilon_accumulates_across_rounds_like_opacus(data):
         history = privacy.history_from_config(privacy.history_to_config(result.privacy_history))
         epsilons.append(privacy.epsilon(history, 1e-5))
         assert result.steps == 4
-        assert epsilons[-1] == pytest.approx(_opacus_epsilon(1.2, 0.25, 4 * (rnd + 1), 1e-5), rel=1e-12)
+        assert epsilons[-1] == pytest.approx(opacus_epsilon(1.2, 0.25, 4 * (rnd + 1), 1e-5), rel=1e-12)
     assert all(np.isfinite(epsilons)) and 0 < epsilons[0] < epsilons[1] < epsilons[2]
     assert sum(p.abs().sum() for p in model.parameters()) > 0 and not hasattr(model, "_module")
 
@@ -201,7 +193,7 @@ def test_central_dp_epsilon_is_one_gaussian_release_per_round():
     accountant = privacy.CentralAccountant(noise_multiplier=2.0, delta=1e-5)
     assert accountant.spent() == 0.0
     epsilons = [accountant.release() for _ in range(3)]
-    assert epsilons == pytest.approx([_opacus_epsilon(2.0, 1.0, n, 1e-5) for n in (1, 2, 3)], rel=1e-12)
+    assert epsilons == pytest.approx([opacus_epsilon(2.0, 1.0, n, 1e-5) for n in (1, 2, 3)], rel=1e-12)
     assert epsilons[0] < epsilons[1] < epsilons[2] and accountant.spent() == epsilons[-1]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from federation_runs import RunOutcome, run_training
+from privacy_reference import opacus_epsilon
 
 from flowerbed_app import checkpoints, client_selection
 
@@ -70,22 +71,13 @@ def test_local_dp_reports_the_opacus_epsilon_of_every_client(shared_federation):
     for number, r in enumerate(rounds, start=1):
         assert r["privacy"]["mode"] == "local" and r["privacy"]["delta"] == delta
         # fraction-train 1.0: every node trained in every round so far
-        expected = _opacus_epsilon(noise, 1 / steps_per_round, steps_per_round * number, delta)
+        expected = opacus_epsilon(noise, 1 / steps_per_round, steps_per_round * number, delta)
         for client in r["clients"]:
             assert client["dp_steps"] == steps_per_round * number
             assert client["epsilon"] == pytest.approx(expected, rel=1e-9)
         assert r["privacy"]["epsilon"] == pytest.approx(expected, rel=1e-9)
         assert np.isfinite(r["privacy"]["epsilon"])
     assert rounds[1]["privacy"]["epsilon"] > rounds[0]["privacy"]["epsilon"] > 0
-
-
-def _opacus_epsilon(noise: float, sample_rate: float, steps: int, delta: float) -> float:
-    from opacus.accountants import RDPAccountant
-
-    accountant = RDPAccountant()
-    for _ in range(steps):
-        accountant.step(noise_multiplier=noise, sample_rate=sample_rate)
-    return accountant.get_epsilon(delta=delta)
 
 
 def test_performance_selection_exploits_and_explores(shared_federation):
@@ -115,7 +107,7 @@ def test_central_dp_wraps_our_strategy_and_reports_epsilon(shared_federation):
         {**SMALL, "num-server-rounds": 2, "dp": "central", "dp-noise-multiplier": 0.5, "dp-clipping-norm": 5.0},
     )
     rounds = _completed(outcome)
-    expected = [_opacus_epsilon(0.5, 1.0, n, 1e-5) for n in (1, 2)]  # one Gaussian release per round
+    expected = [opacus_epsilon(0.5, 1.0, n, 1e-5) for n in (1, 2)]  # one Gaussian release per round
     assert [r["privacy"]["epsilon"] for r in rounds] == pytest.approx(expected, rel=1e-9)
     assert all(r["privacy"]["mode"] == "central" and len(r["clients"]) == 3 for r in rounds)
 
