@@ -2,14 +2,19 @@
 
 Two identical local federations: one whose processes export OTLP (every optimizer
 step a span) to a sink in this process, one with tracing off. Runs alternate
-between them so machine noise hits both alike. Goal: ≤ 3% overhead.
+between them so machine noise hits both alike. Two figures per side: each client's
+local training time (where a span per optimizer step is made) and the round cadence
+(time between consecutive `round_started` events: the whole client phase including
+the span flush before each reply, aggregation and the server's own spans).
+Goal: ≤ 3% overhead.
 
-    .venv/bin/python bench/tracing_overhead.py [--pairs 2] [--rounds 3] [--examples 2000] [--json]
+    .venv/bin/python bench/tracing_overhead.py [--pairs 3] [--rounds 4] [--examples 2000] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,18 +39,22 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-def _round_seconds(fed, rounds: int, examples: int) -> list[float]:
+def _measure(fed, rounds: int, examples: int) -> tuple[list[float], list[float]]:
+    """(round cadences, client training seconds) of one run."""
     config = ours_config(fed, **{"num-server-rounds": rounds, "max-train-examples": examples, "min-nodes": 2})
     events, _, status = run(fed, app_dir(), config)
     assert status == "finished:completed", (status, events[-1:])
-    return [e["seconds"] for e in events if e["event"] == "round_finished"]
+    starts = [e["ts"] for e in events if e["event"] == "round_started"]
+    cadence = [b - a for a, b in itertools.pairwise(starts)]
+    training = [c["train_seconds"] for e in events if e["event"] == "round_finished" for c in e["clients"]]
+    return cadence, training
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="tracing overhead")
     parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -56,24 +65,33 @@ def main() -> None:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     }
-    off: list[float] = []
-    on: list[float] = []
+    off: tuple[list[float], list[float]] = ([], [])
+    on: tuple[list[float], list[float]] = ([], [])
     with federation(args.nodes) as plain, federation(args.nodes, extra_env=otel) as traced:
         for _ in range(args.pairs):
-            off += _round_seconds(plain, args.rounds, args.examples)
-            on += _round_seconds(traced, args.rounds, args.examples)
+            for fed, into in ((plain, off), (traced, on)):
+                cadence, training = _measure(fed, args.rounds, args.examples)
+                into[0].extend(cadence)
+                into[1].extend(training)
     server.shutdown()
     assert _Sink.received > 0, "tracing was on but nothing was exported"
-    m_off, m_on = statistics.median(off), statistics.median(on)
+    m_off, m_on = statistics.median(off[0]), statistics.median(on[0])
+    t_off, t_on = statistics.median(off[1]), statistics.median(on[1])
     emit(
-        [["tracing off", f"{m_off:.2f}", "1.000"], ["tracing on (every step a span)", f"{m_on:.2f}", f"{m_on / m_off:.3f}"]],
-        ["variant", "s/round (median)", "ratio"],
+        [
+            ["tracing off", f"{m_off:.2f}", "1.000", f"{t_off:.3f}", "1.000"],
+            ["tracing on (every step a span)", f"{m_on:.2f}", f"{m_on / m_off:.3f}", f"{t_on:.3f}", f"{t_on / t_off:.3f}"],
+        ],
+        ["variant", "s/round (median)", "ratio", "client training s (median)", "ratio"],
         {
-            "rounds_off": off,
-            "rounds_on": on,
+            "rounds_off": off[0],
+            "rounds_on": on[0],
             "median_off": m_off,
             "median_on": m_on,
             "overhead": round(m_on / m_off - 1, 4),
+            "training_seconds_off": off[1],
+            "training_seconds_on": on[1],
+            "training_overhead": round(t_on / t_off - 1, 4),
             "exported_bytes": _Sink.received,
             "goal_overhead": 0.03,
         },
