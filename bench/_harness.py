@@ -46,7 +46,7 @@ def free_port_block(count: int) -> int:
 
 @contextmanager
 def federation(
-    num_nodes: int, isolation: str = "process", extra_env: dict[str, str] | None = None
+    num_nodes: int, isolation: str = "process", extra_env: dict[str, str] | None = None, wait_timeout: float = 120.0
 ) -> Iterator[launcher.Federation]:
     with tempfile.TemporaryDirectory(prefix="flowerbed-bench-") as tmp:
         ports = Ports(superlink=free_port_block(1), supernode_base=free_port_block(num_nodes))
@@ -54,7 +54,7 @@ def federation(
             Path(tmp),
             num_nodes,
             ports,
-            wait_timeout=120,
+            wait_timeout=wait_timeout,
             extra_env={"FLOWERBED_CACHE_DIR": os.environ["FLOWERBED_CACHE_DIR"], **(extra_env or {})},
             isolation=isolation,
         )

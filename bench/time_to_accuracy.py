@@ -56,13 +56,13 @@ def flowerbed_train(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="flowerbed-tta-") as tmp:
         command = [
             str(Path(sys.executable).parent / "flowerbed"),
+            "train",
             "--data-dir",
             tmp,
             "--superlink-port",
             str(free_port_block(1)),
             "--supernode-port",
             str(free_port_block(args.nodes)),
-            "train",
             "--nodes",
             str(args.nodes),
             "--rounds",

@@ -68,3 +68,11 @@ def test_tracing_overhead_smoke():
 def test_api_latency_smoke():
     result = _run("api_latency.py", "--seconds", "1", "--subscribers", "5")
     assert result["results"]["detail_c50"]["non_2xx"] == 0 and result["sse"]["count"] == 5
+
+
+@pytest.mark.federation
+def test_scale_smoke():
+    result = _run("scale.py", "--nodes", "2", "--clients", "2", "--rounds", "2", "--examples", "50")
+    (size,) = result["sizes"]
+    assert size["rss_mib_per_node"] > 50 and size["clients_per_round"] == 2 and size["round_seconds"] > 0
+    assert result["estimated_max_nodes"] > 0
