@@ -92,6 +92,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             return None
         for done in [f for f in pending if f.done()]:
             done.result()  # a failed evaluation or checkpoint fails the run now, not at the end
+            pending.remove(done)
         record: RoundRecord = strategy.current(server_round)
         state = arrays.to_torch_state_dict()  # decoded now: Flower moves on to the next round
         pending.append(evaluator.submit(_finish_round_in_background, record, state))
