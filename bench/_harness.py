@@ -82,6 +82,20 @@ def ours_config(fed: launcher.Federation, **overrides: Any) -> dict[str, Any]:
     }
 
 
+def phase_timeline(rounds: list[dict[str, Any]]) -> dict[str, float]:
+    """Median offset (s since the round started) of each phase, server and client side,
+    from `round_finished` events (or the rounds of a run's detail)."""
+    phases: dict[str, list[float]] = {}
+    for r in rounds:
+        for key, value in (r.get("timeline") or {}).items():
+            phases.setdefault(f"server.{key}", []).append(value)
+        for client in r["clients"]:
+            for key in ("t_process_start", "t_module_loaded", "t_reply"):
+                if key in client:
+                    phases.setdefault(f"client.{key}", []).append(client[key])
+    return dict(sorted(((k, round(statistics.median(v), 2)) for k, v in phases.items()), key=lambda kv: kv[1]))
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {
         "median": round(statistics.median(values), 3),

@@ -15,9 +15,8 @@ import argparse
 import itertools
 import re
 import statistics
-from typing import Any
 
-from _harness import ROOT, emit, federation, ours_config, run, summary
+from _harness import ROOT, emit, federation, ours_config, phase_timeline, run, summary
 
 from flowerbed.paths import app_dir
 
@@ -40,20 +39,7 @@ def ours_rounds(num_nodes: int, rounds: int, isolation: str) -> tuple[list[float
     started = next(e for e in events if e["event"] == "round_started")
     stamps = [started["ts"]] + [e["ts"] for e in finished]
     durations = [b - a for a, b in itertools.pairwise(stamps)]
-    return durations, _timeline(finished[1:] or finished)
-
-
-def _timeline(rounds: list[dict[str, Any]]) -> dict[str, float]:
-    """Median offset (s since the round started) of each phase, server and client side."""
-    phases: dict[str, list[float]] = {}
-    for r in rounds:
-        for key, value in r["timeline"].items():
-            phases.setdefault(f"server.{key}", []).append(value)
-        for client in r["clients"]:
-            for key in ("t_process_start", "t_module_loaded", "t_reply"):
-                if key in client:
-                    phases.setdefault(f"client.{key}", []).append(client[key])
-    return dict(sorted(((k, round(statistics.median(v), 2)) for k, v in phases.items()), key=lambda kv: kv[1]))
+    return durations, phase_timeline(finished[1:] or finished)
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ second of wall time as a fraction of it.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from _harness import emit, free_port_block
+from _harness import emit, free_port_block, phase_timeline
 
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import PartitionSpec, load_partition
@@ -104,7 +104,12 @@ def main() -> None:
     result = flowerbed_train(args)
     assert result["status"] == "completed", result
     rounds, wall = result["rounds"], result["seconds"]
-    elapsed = list(itertools.accumulate(r["seconds"] for r in rounds))
+    elapsed = [r["elapsed"] for r in rounds]
+    steady = rounds[1:] or rounds
+    profile = {
+        **phase_timeline(steady),
+        "client training seconds (median)": round(statistics.median(c["train_seconds"] for r in steady for c in r["clients"]), 2),
+    }
     trained = sum(c["num_examples"] * args.local_epochs for r in rounds for c in r["clients"])
     efficiency = trained / wall / baseline
     table = [[r["round"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", f"{t:.1f}"] for r, t in zip(rounds, elapsed, strict=True)]
@@ -135,9 +140,13 @@ def main() -> None:
             "efficiency": round(efficiency, 3),
             "torch_threads": torch.get_num_threads(),
             "checkpoints": len(result["checkpoints"]),
+            "profile": profile,
         },
         args.json,
     )
+    print("where a round's time goes (median over rounds 2+, s since the round started):", file=sys.stderr)
+    for phase, value in profile.items():
+        print(f"  {value:8.2f}  {phase}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -222,10 +222,12 @@ def _train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace)
     run_id = run["run_id"]
     _info(f"run {run_id} (Flower run {run['flower_run_id']}): {body['num_rounds']} rounds of {body['model']}", args.json)
     checkpoints: list[str] = []
+    arrived: dict[int, float] = {}  # round → seconds since the run was started
     status = "pending"
     try:
         for kind, data in follow_events(client, run_id):
             if kind == "round_finished":
+                arrived[int(data["round"])] = round(time.time() - started, 3)
                 _progress(data, body["num_rounds"], args.json)
             elif kind == "checkpoint_saved":
                 checkpoints.append(data["path"])
@@ -251,6 +253,7 @@ def _train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace)
                 "accuracy": r["accuracy"],
                 "loss": r["loss"],
                 "seconds": r["seconds"],
+                "elapsed": arrived.get(r["round"]),
                 "clients": r["clients"],
                 "failures": r["failures"],
                 "timeline": r["timeline"],
