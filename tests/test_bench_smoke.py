@@ -61,7 +61,8 @@ def test_round_latency_smoke():
 
 @pytest.mark.federation
 def test_tracing_overhead_smoke():
-    result = _run("tracing_overhead.py", "--nodes", "2", "--pairs", "1", "--rounds", "2", "--examples", "50")
+    result = _run("tracing_overhead.py", "--nodes", "2", "--pairs", "1", "--rounds", "2", "--examples", "50", "--repeat", "1")
+    assert result["in_process_seconds_on"] > 0 and result["spans_per_training"] == 3
     assert result["exported_bytes"] > 0 and result["median_off"] > 0 and len(result["training_seconds_on"]) == 4
 
 

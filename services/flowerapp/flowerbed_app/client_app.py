@@ -125,7 +125,7 @@ def _train(
         batch_size=int(config.get("batch-size", settings.batch_size)),
         seed=settings.seed * 100_003 + server_round * 1_009 + partition_id,
         epoch_scope=(lambda epoch: telemetry.span("train.epoch", epoch=epoch)) if tracing else None,
-        step_scope=_step_scope(settings.trace_step_every) if tracing else None,
+        step_scope=step_scope(settings.trace_step_every) if tracing else None,
         proximal_mu=float(config.get("proximal-mu", 0.0)),  # FedProx puts mu into the train config
         dp=dp,
     )
@@ -187,7 +187,7 @@ def _garbage(weights: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Ten
     return {k: torch.randn(v.shape, generator=generator) * 50.0 if v.is_floating_point() else v for k, v in weights.items()}
 
 
-def _step_scope(every: int) -> Any:
+def step_scope(every: int) -> Any:
     """A train.step span for every `every`-th step (0: none), so huge runs stay cheap."""
 
     @contextlib.contextmanager
