@@ -66,6 +66,7 @@ bench: setup
 	$(PY) bench/tracing_overhead.py
 	$(PY) bench/api_latency.py
 	$(PY) bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid
+	$(PY) bench/scale.py --nodes 10 20
 
 lint: setup
 	$(VENV)/bin/ruff check .
