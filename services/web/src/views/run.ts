@@ -268,8 +268,9 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
     const done = run.rounds.length || run.rounds_completed || 0;
     let eta: number | null = null;
     if (!TERMINAL.has(run.status) && done > 0 && total > done) {
-      const secs = run.rounds.map((r) => r.seconds).filter((s): s is number => typeof s === "number");
-      const perRound = secs.length ? secs.reduce((a, b) => a + b, 0) / secs.length : elapsed !== null ? elapsed / done : null;
+      // Wall clock per completed round: a round's own `seconds` run until its evaluation is done, which
+      // overlaps the next round, so their sum overstates how fast rounds follow each other.
+      const perRound = elapsed !== null ? elapsed / done : null;
       eta = perRound !== null ? perRound * (total - done) : null;
     } else if (TERMINAL.has(run.status)) eta = 0;
     return { elapsed, eta };
