@@ -13,7 +13,6 @@ after the last round's evaluation and checkpoint, and fails if any of them faile
 
 from __future__ import annotations
 
-import random
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -58,7 +57,6 @@ def main(grid: Grid, context: Context) -> None:
 
 def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitter) -> None:
     check_source(settings.dataset)
-    random.seed(settings.seed)  # Flower samples nodes with `random`: reproducible selection
     store = Path(settings.model_store) if settings.model_store else checkpoints.default_store()
     run_key = events.run_id
 

@@ -132,6 +132,7 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             self.selection = selection
             self.selection_explore = selection_explore
             self._selection_rng = random.Random(seed)
+            self.seed = seed
             self.node_scores: dict[int, float] = {}  # −(val loss of the global model it received)
             self.last_selected: dict[int, int] = {}
             self.dp = dp
@@ -156,6 +157,10 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             record.mark("nodes_ready")
             # Every message of this round carries the round's context to its ClientApp.
             config["traceparent"] = telemetry.traceparent_of(record.span)
+            # Flower samples nodes with the global `random`, which other code in this process
+            # also draws from (timing-dependent): seeding it per round makes the same seed pick
+            # the same nodes in the same order.
+            random.seed(self.seed * 1_000_003 + record.round)
             messages = list(super().configure_train(server_round, arrays, config, grid))
             if self.selection == "performance" and messages:
                 messages = self._select_by_performance(server_round, messages, grid)
@@ -262,6 +267,7 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             if not self.evaluate_every or server_round % self.evaluate_every:
                 return []
             config["traceparent"] = telemetry.traceparent_of(self.current(server_round).span)
+            random.seed(self.seed * 1_000_003 + self.current(server_round).round + 500_009)  # as in configure_train
             return super().configure_evaluate(server_round, arrays, config, grid)
 
         def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
