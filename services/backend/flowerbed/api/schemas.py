@@ -76,7 +76,11 @@ class RoundDetail(BaseModel):
     federated_evaluation: dict[str, Any] = Field(default_factory=dict)
     clients: list[dict[str, Any]] = Field(default_factory=list, description="Per node: node_id, partition_id, metrics.")
     failures: list[dict[str, Any]] = Field(default_factory=list, description="Per failed node: node_id, phase, reason.")
-    seconds: float | None = None
+    seconds: float | None = Field(
+        None,
+        description="From the round's start until its result (centralized evaluation, checkpoint) was ready; "
+        "evaluation overlaps the next round, so this can exceed the gap between rounds.",
+    )
     timeline: dict[str, Any] = Field(default_factory=dict)
     model_id: str | None = None
     bytes: dict[str, Any] = Field(default_factory=dict, description="sent_compressed, dense_equivalent, ratio.")
