@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, Message, Metadata, MetricRecord, RecordDict
@@ -56,6 +58,25 @@ def test_what_it_does_not_handle_goes_to_flowers_function_with_the_same_result()
     fortran = [{"w": np.asfortranarray(np.arange(12.0 * (i + 1)).reshape(3, 4 * (i + 1))[:, :4])} for i in range(3)]
     replies = _replies(fortran, [1, 2, 3])
     assert fast_aggregation.flat_view(replies[0]["arrays"]["w"]) is None  # Fortran order: not viewed in place
+    _assert_identical(
+        strategy_utils.aggregate_arrayrecords(replies, "num-examples"), aggregate_arrayrecords(replies, "num-examples")
+    )
+
+
+def test_npy_v3_headers_go_to_flowers_function():
+    """Version 3 headers are UTF-8 (version 2 is latin-1): not parsed here, Flower's np.load reads them."""
+
+    def v3(values: np.ndarray) -> Array:
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, values, version=(3, 0))
+        return Array(dtype=str(values.dtype), shape=values.shape, stype="numpy.ndarray", data=buffer.getvalue())
+
+    arrays = [np.arange(6, dtype=np.float32) * (i + 1) for i in range(3)]
+    replies = [
+        RecordDict({"arrays": ArrayRecord({"w": v3(a)}), "metrics": MetricRecord({"num-examples": 5 + i})})
+        for i, a in enumerate(arrays)
+    ]
+    assert fast_aggregation.flat_view(replies[0]["arrays"]["w"]) is None
     _assert_identical(
         strategy_utils.aggregate_arrayrecords(replies, "num-examples"), aggregate_arrayrecords(replies, "num-examples")
     )

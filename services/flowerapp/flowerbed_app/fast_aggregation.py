@@ -55,12 +55,14 @@ def _parse_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
 def flat_view(array: Array) -> tuple[np.ndarray, tuple[int, ...]] | None:
     """A read-only 1-D view of an Array's values and their shape, without copying (no pickle).
 
-    None for what the block loop does not handle exactly: Fortran order, object dtypes.
+    None for what the block loop does not handle exactly: Fortran order, object dtypes,
+    .npy format versions other than 1 and 2.
     """
     data = array.data
-    if data[:6] != b"\x93NUMPY":
+    # v1 and v2 only: v3 headers are UTF-8 (v2's reader assumes latin-1); np.save writes v1.
+    if data[:6] != b"\x93NUMPY" or data[6] not in (1, 2):
         return None
-    # .npy v1 stores the header length in 2 bytes at offset 8, v2/v3 in 4 bytes.
+    # .npy v1 stores the header length in 2 bytes at offset 8, v2 in 4 bytes.
     length_end = 10 if data[6] == 1 else 12
     offset = length_end + int.from_bytes(data[8:length_end], "little")
     shape, fortran_order, dtype = _parse_header(bytes(data[:offset]))
