@@ -90,7 +90,7 @@ def phase_timeline(rounds: list[dict[str, Any]]) -> dict[str, float]:
         for key, value in (r.get("timeline") or {}).items():
             phases.setdefault(f"server.{key}", []).append(value)
         for client in r["clients"]:
-            for key in ("t_process_start", "t_module_loaded", "t_reply"):
+            for key in ("t_process_start", "t_module_loaded", "t_slot_acquired", "t_reply"):
                 if key in client:
                     phases.setdefault(f"client.{key}", []).append(client[key])
     return dict(sorted(((k, round(statistics.median(v), 2)) for k, v in phases.items()), key=lambda kv: kv[1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -92,3 +93,22 @@ def test_too_few_nodes_fails_with_clear_reason(start_federation):
     (failed,) = outcome.of("run_failed")
     assert "waiting for nodes timed out: 1/2" in failed["reason"]
     assert not outcome.of("round_started")
+
+
+def test_compute_slots_serialize_clients_on_one_machine(start_federation):
+    """Local mode lets at most FLOWERBED_COMPUTE_SLOTS ClientApps compute at once; with one
+    slot, three clients' compute intervals (slot acquired → reply) never overlap."""
+    federation = start_federation(3, extra_env={"FLOWERBED_COMPUTE_SLOTS": "1"})
+    outcome = run_training(
+        federation,
+        {"num-server-rounds": 1, "fraction-train": 1.0, "max-train-examples": 2000, "partitioner": "iid"},
+    )
+    assert outcome.flower_status == "finished:completed", outcome.events[-1:]
+    (round_1,) = outcome.of("round_finished")
+    clients = round_1["clients"]
+    assert len(clients) == 3 and not round_1["failures"]
+    intervals = sorted((c["t_slot_acquired"], c["t_reply"]) for c in clients)
+    assert all(earlier_end <= later_start for (_, earlier_end), (later_start, _) in itertools.pairwise(intervals))
+    # and the slot was contended: at least one client's handler waited for it
+    assert max(c["t_slot_acquired"] - c["t_handler_start"] for c in clients) > 0.1
+    assert (Path(federation.data_dir) / "compute-slots" / "slot-0.lock").exists()

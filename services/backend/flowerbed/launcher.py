@@ -138,8 +138,11 @@ def _spawn(spec: ProcessSpec, env: dict[str, str], logs: Path) -> RunningProcess
     log_path = logs / f"{spec.name}.log"
     proc_env = {**env, **spec.env}
     if spec.role in ("superexec-clientapp", "supernode"):  # supernode: subprocess isolation
-        # Several ClientApps share the cores; one BLAS thread each avoids oversubscription.
+        # Several ClientApps share the cores; one BLAS thread each avoids oversubscription,
+        # and at most one computing ClientApp per core (flowerbed_app.compute_slots).
         proc_env.setdefault("FLOWERBED_TORCH_THREADS", "1")
+        proc_env.setdefault("FLOWERBED_COMPUTE_SLOTS", str(len(os.sched_getaffinity(0))))
+        proc_env.setdefault("FLOWERBED_COMPUTE_SLOTS_DIR", str(Path(env["FLOWERBED_DATA_DIR"]) / "compute-slots"))
     argv = list(spec.argv)
     if spec.role.startswith("superexec"):
         # Flower's own watchdog: an executor exits when its owner dies, even by SIGKILL.

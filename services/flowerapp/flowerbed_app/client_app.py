@@ -23,6 +23,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from flowerbed_app import privacy, telemetry, update_compression
+from flowerbed_app.compute_slots import maybe_compute_slot
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import Partition, PartitionSpec, load_partition
 from flowerbed_app.process_clock import process_started_at
@@ -92,14 +93,22 @@ def train_fn(msg: Message, context: Context) -> Message:
         **{"fl.round": server_round, "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
     ) as span:
         try:
-            reply = _train(msg, context, settings, server_round, span, handler_started)
+            with maybe_compute_slot() as slot_acquired:
+                span.set_attribute("fl.slot_wait_seconds", slot_acquired - handler_started)
+                reply = _train(msg, context, settings, server_round, span, handler_started, slot_acquired)
         finally:
             telemetry.flush()  # this process ends after the reply: export now or never
     return reply
 
 
 def _train(
-    msg: Message, context: Context, settings: RunSettings, server_round: int, span: Any, handler_started: float
+    msg: Message,
+    context: Context,
+    settings: RunSettings,
+    server_round: int,
+    span: Any,
+    handler_started: float,
+    slot_acquired: float,
 ) -> Message:
     config = msg.content["config"]
     partition_id, part = _partition(settings, context)
@@ -142,7 +151,7 @@ def _train(
         }
     )
     span.set_attribute("train.loss", result.loss)
-    client = _client_record(partition_id, handler_started)
+    client = _client_record(partition_id, handler_started, slot_acquired)
     if result.privacy_history is not None:
         context.state[DP_STATE] = ConfigRecord(privacy.history_to_config(result.privacy_history))  # type: ignore[arg-type]
         client["epsilon"] = privacy.epsilon(result.privacy_history, settings.dp_delta)
@@ -226,19 +235,21 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
         **{"fl.round": int(config.get("server-round", 0)), "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
     ):
         try:
-            partition_id, part = _partition(settings, context)
-            model = _global_model(settings, msg)
-            x_val, y_val = _capped(settings, part.x_val, part.y_val)
-            loss, accuracy = evaluate(model, x_val, y_val)
+            with maybe_compute_slot() as slot_acquired:
+                partition_id, part = _partition(settings, context)
+                model = _global_model(settings, msg)
+                x_val, y_val = _capped(settings, part.x_val, part.y_val)
+                loss, accuracy = evaluate(model, x_val, y_val)
         finally:
             telemetry.flush()
     metrics = MetricRecord({"num-examples": len(y_val), "eval-loss": loss, "eval-accuracy": accuracy})
-    client = _client_record(partition_id, handler_started)
+    client = _client_record(partition_id, handler_started, slot_acquired)
     return Message(content=RecordDict({"metrics": metrics, "client": client}), reply_to=msg)
 
 
-def _client_record(partition_id: int, handler_started: float) -> ConfigRecord:
-    """Who answered, and the wall-clock timeline of this short-lived process."""
+def _client_record(partition_id: int, handler_started: float, slot_acquired: float) -> ConfigRecord:
+    """Who answered, and the wall-clock timeline of this short-lived process
+    (`t-slot-acquired` = `t-handler-start` unless it waited for a compute slot)."""
     return ConfigRecord(
         {
             "partition-id": partition_id,
@@ -246,6 +257,7 @@ def _client_record(partition_id: int, handler_started: float) -> ConfigRecord:
             "t-process-start": process_started_at(),
             "t-module-loaded": MODULE_LOADED_AT,
             "t-handler-start": handler_started,
+            "t-slot-acquired": slot_acquired,
             "t-reply": time.time(),
         }
     )
