@@ -299,6 +299,10 @@ def test_every_training_option_is_in_the_form_and_the_run_view_shows_them(backen
         expect(row.get_by_test_id("round-epsilon")).to_have_text(f"{stored['privacy']['epsilon']:.2f}")
         expect(row.get_by_test_id("round-bytes")).to_contain_text(f"{stored['bytes']['sent_compressed'] / 1e6:.2f} MB")
     assert run["rounds"][1]["privacy"]["epsilon"] > run["rounds"][0]["privacy"]["epsilon"] > 0
+    # The extra columns fit: the rounds card takes the full row instead of scrolling sideways.
+    expect(page.get_by_test_id("rounds-row")).to_have_class(re.compile(r"\bgrid-stacked\b"))
+    table = page.get_by_test_id("rounds-table")
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth + 1"), "rounds table overflows its card"
     expect(page.locator(".chip", has_text="fedavgm")).to_have_count(1)
     for value in ("central", "performance", "fedavgm"):  # the whole configuration is listed
         expect(page.get_by_test_id("config-card")).to_contain_text(value)

@@ -5,6 +5,12 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 
+/** Loss ticks fit the 52 px axis: a diverged run (DP noise, a garbage node) reaches millions. */
+const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 });
+function lossTick(t: number): string {
+  return Math.abs(t) >= 1000 ? compact.format(t) : t.toFixed(2);
+}
+
 export const PALETTE = ["#2563eb", "#e11d48", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
 const AXIS = { stroke: "#64748b", grid: { stroke: "#eef1f5", width: 1 }, ticks: { stroke: "#e2e8f0", width: 1 }, font: "12px Inter, system-ui, sans-serif" };
 const INT_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 500, 1000];
@@ -84,7 +90,7 @@ export class MetricsChart {
         axes: [
           { ...AXIS, label: "Round", labelSize: 20, incrs: INT_INCRS, values: (_u, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(t) : "")) },
           { ...AXIS, scale: "acc", label: "Accuracy", labelSize: 20, size: 52, values: (_u, ticks) => ticks.map((t) => `${Math.round(t * 100)}%`) },
-          { ...AXIS, scale: "loss", side: 1, label: "Loss", labelSize: 20, size: 52, grid: { show: false }, values: (_u, ticks) => ticks.map((t) => t.toFixed(2)) },
+          { ...AXIS, scale: "loss", side: 1, label: "Loss", labelSize: 20, size: 52, grid: { show: false }, values: (_u, ticks) => ticks.map(lossTick) },
         ],
         series: [
           { label: "Round", value: (_u, v) => (v === null ? "—" : String(v)) },

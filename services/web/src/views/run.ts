@@ -35,6 +35,8 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
   const chartHost = h("div", { class: "chart", "data-testid": "metrics-chart", "data-rounds": "" });
   const chartEmpty = h("div", { class: "chart-empty muted" }, "The chart fills in as rounds finish.");
   const roundsBody = h("div");
+  // Rounds and checkpoints side by side; stacked when the rounds table grows ε / bytes columns.
+  const roundsRow = h("div", { class: "grid-2 grid-even", "data-testid": "rounds-row" });
   const clientsBody = h("div");
   const checkpointsBody = h("div");
   const detailsBody = h("div");
@@ -207,13 +209,14 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
   }
 
   function layout() {
+    mount(roundsRow, card("Rounds", [roundsBody], { testid: "rounds-card" }), card("Checkpoints", [checkpointsBody], { testid: "checkpoints-card" }));
     mount(
       root,
       header,
       stats,
       liveLine,
       card("Accuracy and loss per round", [chartHost, chartEmpty, chartKey], { testid: "chart-card" }),
-      h("div", { class: "grid-2 grid-even" }, card("Rounds", [roundsBody], { testid: "rounds-card" }), card("Checkpoints", [checkpointsBody], { testid: "checkpoints-card" })),
+      roundsRow,
       card("Clients per round", [clientsBody], { testid: "clients-card" }),
       card("Configuration", [detailsBody], { testid: "config-card" }),
     );
@@ -335,6 +338,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
     }
     const showPrivacy = rounds.some((r) => r.privacy?.epsilon != null);
     const showBytes = rounds.some((r) => r.bytes?.sent_compressed != null);
+    roundsRow.classList.toggle("grid-stacked", showPrivacy || showBytes);
     const rows = [...rounds].reverse().map((r) =>
       h(
         "tr",
