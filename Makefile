@@ -67,6 +67,8 @@ bench: setup
 	$(PY) bench/api_latency.py
 	$(PY) bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid
 	$(PY) bench/scale.py --nodes 10 20
+	$(PY) bench/client_throughput.py
+	$(PY) bench/simulation.py --clients 1000 --rounds 3
 
 lint: setup
 	$(VENV)/bin/ruff check .

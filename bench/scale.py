@@ -12,8 +12,7 @@ this machine's memory.
     .venv/bin/python bench/scale.py [--nodes 10 20 40] [--clients 10] [--json]
 
 Flower's simulation runtime (virtual clients in Ray actors) is the other way to reach
-thousands of clients on one machine; it needs `flwr[simulation]` (Ray), which this
-project does not install.
+thousands of clients on one machine: bench/simulation.py (Ray is a dev requirement).
 """
 
 from __future__ import annotations

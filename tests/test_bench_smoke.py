@@ -77,3 +77,21 @@ def test_scale_smoke():
     (size,) = result["sizes"]
     assert size["rss_mib_per_node"] > 50 and size["clients_per_round"] == 2 and size["round_seconds"] > 0
     assert result["estimated_max_nodes"] > 0
+
+
+@pytest.mark.federation
+def test_simulation_smoke():
+    result = _run("simulation.py", "--clients", "10", "--rounds", "1", "--fraction-train", "0.3", "--max-train-examples", "20")
+    assert result["seconds_per_round"] > 0 and result["startup_seconds"] > 0
+    assert result["clients_per_round_expected"] == 3 and result["clients_trained_per_round"] == [3]
+    assert result["processes_left"] == 0  # no raylet, gcs_server or Ray worker outlives the script
+
+
+def test_client_throughput_smoke():
+    result = _run("client_throughput.py", "--examples", "64", "--clients", "3", "--repeat", "1")
+    assert set(result["layouts"]) == {
+        "no limit, 1 thread each (Flower)",
+        f"{result['cores']} slots x 1 thread (local mode)",
+        f"1 slot x {result['cores']} threads",
+    }
+    assert all(layout["samples_per_second"]["median"] > 0 for layout in result["layouts"].values())
