@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from flowerbed_app.compute_slots import compute_slot, configured
 
 HOLD = """
@@ -85,3 +87,10 @@ def test_configured_reads_environment(monkeypatch, tmp_path):
     assert configured() == (3, tmp_path)
     monkeypatch.setenv("FLOWERBED_COMPUTE_SLOTS", "0")
     assert configured() is None
+
+
+def test_configured_names_the_variable_when_not_a_number(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLOWERBED_COMPUTE_SLOTS", "auto")
+    monkeypatch.setenv("FLOWERBED_COMPUTE_SLOTS_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="FLOWERBED_COMPUTE_SLOTS must be a whole number"):
+        configured()
