@@ -235,17 +235,7 @@ def warm_partition_cache(num_partitions: int, settings: RunSettings) -> float:
     partition_cache.load_split = functools.cache(original)
     try:
         for pid in range(num_partitions):
-            partition_cache.load_partition(
-                partition_cache.PartitionSpec(
-                    source=settings.dataset,
-                    partitioner=settings.partitioner,
-                    num_partitions=num_partitions,
-                    partition_id=pid,
-                    alpha=settings.alpha,
-                    seed=settings.seed,
-                    validation_fraction=settings.validation_fraction,
-                )
-            )
+            partition_cache.load_partition(settings.partition_spec(pid, num_partitions))
     finally:
         partition_cache.load_split = original
     return time.perf_counter() - started

@@ -25,7 +25,7 @@ from flwr.clientapp import ClientApp
 from flowerbed_app import privacy, telemetry, update_compression
 from flowerbed_app.compute_slots import maybe_compute_slot
 from flowerbed_app.models import create_model
-from flowerbed_app.partition_cache import Partition, PartitionSpec, load_partition
+from flowerbed_app.partition_cache import Partition, load_partition
 from flowerbed_app.process_clock import process_started_at
 from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.training import DpSgd, evaluate, train
@@ -53,16 +53,7 @@ def _node(context: Context) -> tuple[int, int]:
 
 def _partition(settings: RunSettings, context: Context) -> tuple[int, Partition]:
     partition_id, num_partitions = _node(context)
-    spec = PartitionSpec(
-        source=settings.dataset,
-        partitioner=settings.partitioner,
-        num_partitions=num_partitions,
-        partition_id=partition_id,
-        alpha=settings.alpha,
-        seed=settings.seed,
-        validation_fraction=settings.validation_fraction,
-    )
-    return partition_id, load_partition(spec)
+    return partition_id, load_partition(settings.partition_spec(partition_id, num_partitions))
 
 
 def _capped(settings: RunSettings, x: Any, y: Any) -> tuple[Any, Any]:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowerbed_app.partition_cache import PartitionSpec
 
 MODELS = ("cnn", "resnet18")
 PARTITIONERS = ("iid", "dirichlet")
@@ -188,6 +191,20 @@ class RunSettings:
                 )
         if self.dp == "central" and self.dp_clipping_norm <= 0:
             raise SettingsError("dp-clipping-norm", "must be > 0")
+
+    def partition_spec(self, partition_id: int, num_partitions: int) -> PartitionSpec:
+        """Which slice of the data node `partition_id` of `num_partitions` trains on in this run."""
+        from flowerbed_app.partition_cache import PartitionSpec  # numpy & co. only where data is loaded
+
+        return PartitionSpec(
+            source=self.dataset,
+            partitioner=self.partitioner,
+            num_partitions=num_partitions,
+            partition_id=partition_id,
+            alpha=self.alpha,
+            seed=self.seed,
+            validation_fraction=self.validation_fraction,
+        )
 
     def to_run_config(self) -> dict[str, Any]:
         """The kebab-case dict Flower expects, e.g. for StartRun overrides."""
