@@ -40,7 +40,11 @@ class Backend(NamedTuple):
     data_dir: Path
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60.0, **kwargs)
+        return api_client(self.base_url, self.token, **kwargs)
+
+
+def api_client(base_url: str, token: str, **kwargs: Any) -> httpx.Client:
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0, **kwargs)
 
 
 @dataclass
@@ -51,6 +55,9 @@ class BackendProcess:
     data_dir: Path
     log: Path
     env: dict[str, str] = field(default_factory=dict)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return api_client(self.base_url, self.token, **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
         _kill_group(self.proc, sig, grace)

@@ -59,10 +59,14 @@ def start_federation(tmp_path: Path) -> Iterator[FederationFactory]:
     started: list[launcher.Federation] = []
 
     def factory(
-        num_nodes: int = 3, data_dir: Path | None = None, extra_env: dict[str, str] | None = None, **kwargs: object
+        num_nodes: int = 3,
+        data_dir: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        ports: Ports | None = None,
+        **kwargs: object,
     ) -> launcher.Federation:
         directory = data_dir or tmp_path / f"federation-{len(started)}"
-        ports = Ports(superlink=free_port(), supernode_base=free_ports(num_nodes))
+        ports = ports or Ports(superlink=free_port(), supernode_base=free_ports(num_nodes))
         env = {**env_extra(), **(extra_env or {})}
         federation = launcher.start(directory, num_nodes, ports, extra_env=env, **kwargs)  # type: ignore[arg-type]
         started.append(federation)

@@ -106,8 +106,11 @@ def start(
     wait_timeout: float = 60.0,
     extra_env: dict[str, str] | None = None,
     isolation: str = "process",
+    fleet_address: str | None = None,
 ) -> Federation:
-    """Start SuperLink, serverapp superexec, N SuperNodes and their clientapp superexecs."""
+    """Start SuperLink, serverapp superexec, N SuperNodes and their clientapp superexecs.
+
+    `fleet_address`: what the SuperNodes dial instead of the SuperLink (a relay or proxy)."""
     ports = ports or Ports()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
@@ -122,7 +125,8 @@ def start(
         owner_pid=os.getpid(),
     )
     try:
-        for spec in local_processes(num_nodes, ports, str(data_dir / "state" / "state.db"), isolation=isolation):
+        db = str(data_dir / "state" / "state.db")
+        for spec in local_processes(num_nodes, ports, db, isolation=isolation, fleet_address=fleet_address):
             federation.processes.append(_spawn(spec, env, logs))
             federation.save()
             if spec.role == "superlink":

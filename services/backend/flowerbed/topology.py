@@ -20,7 +20,7 @@ import yaml
 LOCAL_ROLES = {
     "superlink": "flower-superlink",
     "superexec-serverapp": "flower-superexec",
-    "supernode": "flower-supernode",
+    "supernode": "flowerbed-supernode",  # Flower's, with a fix for stopping a run (flowerbed_app.supernode)
     "superexec-clientapp": "flower-superexec",
 }
 # Roles with a local counterpart that is not a Flower process.
@@ -89,12 +89,14 @@ def local_processes(
     state_db: str,
     services: dict[str, dict[str, Any]] | None = None,
     isolation: str = "process",
+    fleet_address: str | None = None,
 ) -> list[ProcessSpec]:
     """Local argv for SuperLink, serverapp executor and N SuperNodes with their executors.
 
     `isolation="subprocess"` is Flower's default layout (SuperLink and SuperNodes spawn
     their own executors); it exists for comparison benchmarks — compose and local mode
-    use "process" (measured faster here, see BENCHMARKS.md).
+    use "process" (measured faster here, see BENCHMARKS.md). `fleet_address` is what the
+    SuperNodes dial when something (a relay, a proxy) sits in front of the SuperLink.
     """
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
@@ -118,7 +120,7 @@ def local_processes(
     client_template = [LOCAL_ROLES["superexec-clientapp"], *clientapps[0][1]["command"]]
     for i in range(num_nodes):
         port = ports.supernode(i)
-        argv = _set_flag(node_template, "--superlink", link)
+        argv = _set_flag(node_template, "--superlink", fleet_address or link)
         argv = _set_flag(_set_flag(argv, "--host", "127.0.0.1"), "--port", str(port))
         argv = _set_flag(argv, "--node-config", f"partition-id={i} num-partitions={num_nodes}")
         specs.append(ProcessSpec(f"supernode-{i + 1}", "supernode", _set_flag(argv, "--isolation", isolation)))

@@ -1,0 +1,71 @@
+"""flowerbed-supernode: a run stopped while a node receives its message must not hang the next run.
+
+Flower 1.41's SuperNode, when the SuperLink refuses its confirmation of a message because
+the run was stopped meanwhile, still starts that message's ClientApp; its late reply is
+then paired with the next run's message and the next run's reply is never pushed
+(flowerbed_app/supernode.py). A relay holds the node's confirmation until the run is
+stopped, so the race happens on every run of this test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backend_fixture import QUICK_RUN, start_run, wait_for
+from conftest import free_port, free_ports
+from fleet_proxy import FleetProxy
+
+from flowerbed.topology import Ports
+
+CONFIRM = "/v1/fleet/confirm-message-received"
+ONE_NODE = {**QUICK_RUN, "min_nodes": 1, "min_available_nodes": 1}
+
+
+def test_a_run_stopped_while_a_node_receives_does_not_hang_the_next(
+    start_federation: Any, backend_factory: Any, tmp_path: Path
+) -> None:
+    superlink_port = free_port()
+    with FleetProxy(superlink_port) as proxy:
+        federation = start_federation(
+            num_nodes=1, ports=Ports(superlink=superlink_port, supernode_base=free_ports(1)), fleet_address=proxy.address
+        )
+        backend = backend_factory(tmp_path / "backend", federation.superlink_url)
+        node_log = Path(next(p.log for p in federation.processes if p.role == "supernode"))
+        with backend.client() as client:
+            proxy.hold_next(CONFIRM)
+            stopped = start_run(client, **ONE_NODE, num_rounds=3)["run_id"]
+            assert proxy.held.wait(120), f"the node never confirmed a message; it asked for {proxy.paths}"
+            assert client.post(f"/training/{stopped}/stop").status_code == 202
+            wait_for(lambda: client.get(f"/training/{stopped}").json()["status"] == "stopped", 20, "the stop")
+            proxy.release()  # the SuperLink now refuses the confirmation: the run is stopped
+            wait_for(lambda: "is not in `RUNNING` status. Ignoring message" in node_log.read_text(), 30, "the race")
+
+            # Round timeout well above what a round takes here (seconds), well below
+            # how long this test waits: a hung reply shows as a timeout, not a slow pass.
+            nxt = start_run(client, **ONE_NODE, num_rounds=1, round_timeout=600)["run_id"]
+            detail = wait_for(
+                lambda: (d := client.get(f"/training/{nxt}").json())["status"] not in ("pending", "running") and d,
+                180,
+                "the next run to finish (its node's reply was not pushed)",
+            )
+    assert detail["status"] == "completed", detail
+    ((round_one,),) = [detail["rounds"]]
+    assert round_one["round"] == 1
+    assert len(round_one["clients"]) == 1, round_one
+
+
+def test_the_fix_refuses_to_start_on_a_changed_flower_loop(monkeypatch: Any) -> None:
+    """Running unpatched silently would bring the hang back: a changed Flower must stop the node."""
+    from flwr.supernode import start_client_internal as flower_loop
+
+    from flowerbed_app import supernode
+
+    def changed(*, state: object, receive: object) -> int | None:
+        return None
+
+    monkeypatch.setattr(flower_loop, "_pull_and_store_message", changed)
+    with pytest.raises(RuntimeError, match="Flower's SuperNode loop changed"):
+        supernode.install()
+    assert flower_loop._pull_and_store_message is changed
