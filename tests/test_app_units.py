@@ -196,3 +196,21 @@ def test_progress_events_are_strict_json_even_when_training_diverges(capsys):
     assert parsed["loss"] is None
     (legacy,) = parse_events('FLOWERBED_EVENT {"event": "run_finished", "accuracy": NaN, "loss": Infinity}')
     assert legacy["accuracy"] is None and legacy["loss"] is None
+
+
+def test_evaluate_leaves_the_model_trainable_and_contiguous() -> None:
+    """evaluate() runs channels-last under inference mode; the weights must come back usable."""
+    from flowerbed_app.training import evaluate, to_tensor
+
+    images = np.random.default_rng(0).integers(0, 256, size=(64, 28, 28), dtype=np.uint8)
+    labels = np.arange(64) % 10
+    model = create_model("cnn")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss, accuracy = evaluate(model, images, labels, batch_size=16)
+    assert loss > 0 and 0 <= accuracy <= 1
+    for name, tensor in model.state_dict().items():
+        assert tensor.is_contiguous() and not tensor.is_inference(), name
+        assert torch.equal(tensor, before[name]), name
+    model.train()
+    model(to_tensor(images[:8])).sum().backward()  # fails on inference tensors
+    assert all(p.grad is not None for p in model.parameters())

@@ -69,3 +69,29 @@ def test_the_fix_refuses_to_start_on_a_changed_flower_loop(monkeypatch: Any) -> 
     with pytest.raises(RuntimeError, match="Flower's SuperNode loop changed"):
         supernode.install()
     assert flower_loop._pull_and_store_message is changed
+
+
+def test_poll_cap_reads_its_variable_and_caps_only_the_loops_sleeps(monkeypatch: Any) -> None:
+    import time
+
+    from flwr.supernode import start_client_internal as flower_loop
+
+    from flowerbed_app import supernode
+
+    monkeypatch.setenv(supernode.POLL_ENV, "0.05")
+    assert supernode.poll_seconds() == 0.05
+    for bad in ("fast", "0", "-1", "61"):
+        monkeypatch.setenv(supernode.POLL_ENV, bad)
+        with pytest.raises(ValueError, match=supernode.POLL_ENV):
+            supernode.poll_seconds()
+    monkeypatch.delenv(supernode.POLL_ENV)
+    assert supernode.poll_seconds() is None
+
+    monkeypatch.setattr(flower_loop, "time", time)  # both restored after the test
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    supernode.install(0.05)
+    flower_loop.time.sleep(3)  # the loop's idle wait
+    flower_loop.time.sleep(0.01)
+    assert slept == [0.05, 0.01]
+    assert flower_loop.time.monotonic is time.monotonic  # everything else is the real module

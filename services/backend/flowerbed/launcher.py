@@ -147,6 +147,10 @@ def _spawn(spec: ProcessSpec, env: dict[str, str], logs: Path) -> RunningProcess
         proc_env.setdefault("FLOWERBED_TORCH_THREADS", "1")
         proc_env.setdefault("FLOWERBED_COMPUTE_SLOTS", str(len(os.sched_getaffinity(0))))
         proc_env.setdefault("FLOWERBED_COMPUTE_SLOTS_DIR", str(Path(env["FLOWERBED_DATA_DIR"]) / "compute-slots"))
+    if spec.role == "supernode":
+        # Flower's SuperNode asks for work every 3 s when idle; on one machine a shorter
+        # wait costs nothing and starts each round's ClientApps sooner (flowerbed_app.supernode).
+        proc_env.setdefault("FLOWERBED_SUPERNODE_POLL_SECONDS", "0.5")
     argv = list(spec.argv)
     if spec.role.startswith("superexec"):
         # Flower's own watchdog: an executor exits when its owner dies, even by SIGKILL.

@@ -16,6 +16,13 @@ waits for its ClientApp's reply and pushes it (the SuperLink refuses it; Flower
 drops it) before pulling the next message. This is the same path a run stopped a
 moment later — after the confirmation — already takes.
 
+Optionally, its idle waits are shortened: with no message to pull, Flower's loop
+sleeps 3 s before asking again, so a round's message waits 1.5 s on average before
+a node even starts its ClientApp (bench/round_latency.py's profile). With
+`FLOWERBED_SUPERNODE_POLL_SECONDS=p` every wait of that loop (the idle pull, the
+wait for the ClientApp's reply) lasts at most p. Local mode sets 0.5 s (its nodes
+and SuperLink share one machine); unset, Flower's waits stand.
+
 Everything else is Flower's own `flower-supernode`: same flags, same process.
 The patch targets the pinned 1.41 line and refuses to start if Flower's function
 changed shape, rather than run silently unpatched.
@@ -25,13 +32,48 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import re
+import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from flwr.supercore.run import RunNotRunningException
 from flwr.supernode import start_client_internal as flower_loop
 
 PATCHED_FLAG = "_flowerbed_stop_race_fix"
+POLL_ENV = "FLOWERBED_SUPERNODE_POLL_SECONDS"
+
+
+class _PacedTime(ModuleType):
+    """`time` as Flower's SuperNode loop sees it: every sleep lasts at most `poll` s.
+
+    That module imports `time` only to sleep between polls (checked in install()), so
+    swapping its module reference changes those waits and nothing else in the process."""
+
+    def __init__(self, poll: float) -> None:
+        super().__init__("time")
+        self.poll = poll
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(seconds, self.poll))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def poll_seconds() -> float | None:
+    raw = os.environ.get(POLL_ENV, "")
+    if not raw:
+        return None
+    try:
+        poll = float(raw)
+    except ValueError:
+        raise ValueError(f"{POLL_ENV} must be a number of seconds, got {raw!r}") from None
+    if not 0 < poll <= 60:
+        raise ValueError(f"{POLL_ENV} must be in (0, 60] seconds, got {raw!r}")
+    return poll
 
 
 def _patched(pull_and_store: Callable[..., int | None]) -> Callable[..., int | None]:
@@ -56,8 +98,13 @@ def _patched(pull_and_store: Callable[..., int | None]) -> Callable[..., int | N
     return pull_and_store_message
 
 
-def install() -> None:
-    """Wrap Flower's pull step in place (idempotent)."""
+def install(poll: float | None = None) -> None:
+    """Wrap Flower's pull step in place (idempotent); with `poll`, cap the loop's sleeps."""
+    if poll is not None:
+        uses = set(re.findall(r"\btime\.(\w+)", inspect.getsource(flower_loop)))
+        if uses - {"sleep"}:
+            raise RuntimeError(f"flowerbed-supernode: Flower's SuperNode loop now uses time.{sorted(uses)}; update supernode.py")
+        flower_loop.time = _PacedTime(poll)
     original = flower_loop._pull_and_store_message
     if getattr(original, PATCHED_FLAG, False):
         return
@@ -71,7 +118,7 @@ def install() -> None:
 
 
 def main() -> None:
-    install()
+    install(poll_seconds())
     from flwr.supernode.cli import flower_supernode
 
     flower_supernode()
