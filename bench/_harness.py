@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -16,32 +15,10 @@ from typing import Any
 
 from flowerbed import launcher
 from flowerbed.run_follower import follow
-from flowerbed.topology import Ports
+from flowerbed.topology import Ports, free_port_block
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("FLOWERBED_CACHE_DIR", str(ROOT / ".flowerbed" / "test-cache"))
-
-
-def free_port_block(count: int) -> int:
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count >= 65535:
-            continue
-        held = []
-        try:
-            for offset in range(count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 @contextmanager

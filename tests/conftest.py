@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from flowerbed import launcher
-from flowerbed.topology import Ports
+from flowerbed.topology import Ports, free_port_block
 
 # Backend fixtures (`backend`, `backend_factory`, `postgres_url`) for the API tests.
 pytest_plugins = ["backend_fixture"]
@@ -26,28 +25,12 @@ os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_block(1)
 
 
 def free_ports(count: int) -> int:
     """First of `count` consecutive free ports (SuperNodes use base, base+1, …)."""
-    for _ in range(50):
-        base = free_port()
-        try:
-            sockets = []
-            for offset in range(count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + offset))
-                sockets.append(s)
-        except OSError:
-            continue
-        finally:
-            for s in locals().get("sockets", []):
-                s.close()
-        return base
-    raise RuntimeError("no block of free ports")
+    return free_port_block(count)
 
 
 FederationFactory = Callable[..., launcher.Federation]

@@ -76,3 +76,17 @@ def test_roles_served_elsewhere_exist_locally():
     subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert "up" in subcommands
     assert "serve" in subcommands  # backend role; it also serves the web role's files
+
+
+def test_free_port_blocks_avoid_the_kernels_ephemeral_range():
+    """Ports the kernel may hand to outgoing connections can be taken before a server binds them."""
+    import socket
+
+    from flowerbed.topology import _ephemeral_port_range, free_port_block
+
+    low, high = _ephemeral_port_range()
+    for _ in range(20):
+        base = free_port_block(5)
+        assert all(not low <= port <= high for port in range(base, base + 5)), base
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", base + 4))

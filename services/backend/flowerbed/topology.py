@@ -10,6 +10,8 @@ local mode and the container stack cannot drift apart (tests/test_topology.py).
 from __future__ import annotations
 
 import os
+import random
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,39 @@ class Ports:
 
     def supernode(self, index: int) -> int:
         return self.supernode_base + index
+
+
+def _ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def free_port_block(count: int, attempts: int = 200) -> int:
+    """First of `count` consecutive ports free on 127.0.0.1, for a federation on free ports.
+
+    Chosen outside the kernel's ephemeral range on purpose: a port from bind(("", 0)) comes
+    from the range the kernel also gives every outgoing connection, and between the probe and
+    the server's own bind a running federation's short-lived connections can take it (seen:
+    a SuperNode exiting with "address already in use")."""
+    low, high = _ephemeral_port_range()
+    start, stop = (1024, low - count) if low - count > 1024 + 1000 else (high + 1, 65536 - count)
+    for _ in range(attempts):
+        base = random.randrange(start, stop)
+        held: list[socket.socket] = []
+        try:
+            for offset in range(count):
+                held.append(socket.socket())
+                held[-1].bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 in {start}-{stop}")
 
 
 def compose_file() -> Path:
