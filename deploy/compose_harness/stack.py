@@ -79,9 +79,14 @@ class ComposeStack:
     tls: bool = False
     ports: dict[str, int] = field(default_factory=dict)  # e.g. FLOWERBED_WEB_PORT → 18081
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Another deployment than the central stack (e.g. deploy/remote-supernode): its files and directory.
+    compose_files: list[Path] = field(default_factory=list)
+    project_dir: Path = ROOT
 
     @property
     def files(self) -> list[Path]:
+        if self.compose_files:
+            return self.compose_files
         return [BASE, TLS, OVERRIDE, OVERRIDE_TLS] if self.tls else [BASE, OVERRIDE]
 
     @property
@@ -111,7 +116,7 @@ class ComposeStack:
             "--project-name",
             self.project,
             "--project-directory",
-            str(ROOT),
+            str(self.project_dir),
             "--env-file",
             str(self.env_file),
         ]

@@ -47,8 +47,12 @@ while [ "$i" -le "$NUM_SUPERNODES" ]; do
     i=$((i + 1))
 done
 
-chmod 0600 ./*.key
-chmod 0644 ./*.crt ./*.pub
+for f in ./*; do
+    case "$f" in
+        *.key) chmod 0600 "$f" ;;
+        *) chmod 0644 "$f" ;;
+    esac
+done
 
 OUT_DIR=${OUT_DIR:-}
 [ -n "$OUT_DIR" ] || exit 0
