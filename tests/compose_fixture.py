@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -81,7 +82,7 @@ class Booted:
             time.sleep(2)
         raise AssertionError(f"run {run_id}: not {what} after {timeout:.0f}s: {detail}\n{self.stack.diagnose()}")
 
-    def wait_finished(self, run_id: str, timeout: float = 420.0) -> dict:
+    def wait_finished(self, run_id: str, timeout: float = 900.0) -> dict:
         return self.wait_run(run_id, lambda d: d["status"] in TERMINAL, timeout, "finished")
 
     def wait_healthy(self, timeout: float = 180.0) -> None:
@@ -121,6 +122,8 @@ def booted_stack(workdir: Path, tls: bool = False) -> Iterator[Booted]:
     ports = {name: free_port_block(1) for name in ("FLOWERBED_API_PORT", "FLOWERBED_WEB_PORT", "FLOWERBED_FLEET_PORT")}
     stack = ComposeStack(project=f"fbtest-{secrets.token_hex(3)}", workdir=workdir, tls=tls, ports=ports)
     env = stack.write_env()
+    # A CI timeout sends SIGTERM: turn it into an interrupt so the `finally` below still removes the stack.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         build_seconds = stack.build(log=lambda _msg: None)
         up_seconds = stack.up()
@@ -141,3 +144,8 @@ def booted_stack(workdir: Path, tls: bool = False) -> Iterator[Booted]:
         )
     finally:
         stack.down(volumes=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}: removing the compose stack first")

@@ -122,7 +122,7 @@ def test_dashboard_in_chromium_runs_to_completion_through_the_web_port(stack: Bo
             page.get_by_test_id("start-submit").click()
             page.wait_for_url(re.compile(r"#/runs/[^/?]+$"), timeout=120_000)
             run_id = page.url.rsplit("/", 1)[-1]
-            expect(page.locator("[data-testid=run-status][data-status=completed]")).to_be_visible(timeout=420_000)
+            expect(page.locator("[data-testid=run-status][data-status=completed]")).to_be_visible(timeout=900_000)
             expect(page.get_by_test_id("round-row-1")).to_be_visible()
             expect(page.get_by_test_id("round-row-2")).to_be_visible()
             expect(page.get_by_test_id("checkpoints-card").get_by_test_id("checkpoint-row")).to_have_count(2, timeout=60_000)
@@ -131,6 +131,9 @@ def test_dashboard_in_chromium_runs_to_completion_through_the_web_port(stack: Bo
             assert not errors, errors
         finally:
             browser.close()
+    # The page shows `completed` from the stream's run_finished event, a moment before the API's status
+    # (set when Flower reports the run finished) says so.
+    stack.wait_finished(run_id, timeout=120)
     # curl through the same port: the REST API behind nginx, with the token; reads without it are refused.
     curl = ["curl", "-sS", "--max-time", "30"]
     detail = json.loads(run([*curl, "-f", "-H", f"Authorization: Bearer {stack.token}", f"{stack.web}/training/{run_id}"]).stdout)
@@ -191,13 +194,13 @@ def test_prometheus_scrapes_the_backend_metrics_port(stack: Booted, first_run: d
 
 
 def test_backend_restarted_mid_run_completes_and_records_every_round_once(stack: Booted) -> None:
-    run_id = stack.start_run(num_rounds=3)
-    stack.wait_run(run_id, lambda d: d["rounds_completed"] >= 1, 300, "past round 1")
+    run_id = stack.start_run(num_rounds=2)
+    stack.wait_run(run_id, lambda d: d["rounds_completed"] >= 1, 900, "past round 1")
     stack.stack.compose("restart", "backend", timeout=120)
     stack.wait_healthy()
     detail = stack.wait_finished(run_id)
     assert detail["status"] == "completed", detail
-    assert [r["round"] for r in detail["rounds"]] == [1, 2, 3]
+    assert [r["round"] for r in detail["rounds"]] == [1, 2]
     # The stored event stream (it ends for a finished run): each round finished exactly once.
     status, _, body = stack.request("GET", f"/training/{run_id}/events")
     assert status == 200
@@ -206,16 +209,16 @@ def test_backend_restarted_mid_run_completes_and_records_every_round_once(stack:
         for block in body.decode().split("\n\n")
         if "event: round_finished" in block
     ]
-    assert finished == [1, 2, 3], finished
+    assert finished == [1, 2], finished
 
 
 def test_killed_supernode_is_recorded_and_the_run_completes(stack: Booted) -> None:
-    run_id = stack.start_run(num_rounds=2, min_nodes=2, min_available_nodes=3, max_train_examples=2000)
-    stack.wait_run(run_id, lambda d: d["status"] == "running", 300, "running")
+    run_id = stack.start_run(num_rounds=2, min_nodes=2, min_available_nodes=3)
+    stack.wait_run(run_id, lambda d: d["status"] == "running", 600, "running")
     victim = stack.stack.container("supernode-3")
     run(["docker", "kill", victim])
     try:
-        detail = stack.wait_finished(run_id, timeout=480)
+        detail = stack.wait_finished(run_id)
         assert detail["status"] == "completed", detail
         first = detail["rounds"][0]
         assert len(first["failures"]) == 1 and len(first["clients"]) == 2, first

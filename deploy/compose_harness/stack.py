@@ -132,6 +132,7 @@ class ComposeStack:
         ensure_wheelhouse(log)
         started = time.monotonic()
         self.compose("build", timeout=3600)
+        standins.prune_dangling()
         return time.monotonic() - started
 
     def up(self, timeout: int = 600, services: tuple[str, ...] = ()) -> float:

@@ -24,6 +24,8 @@ RECIPES = ROOT / "deploy" / "standins"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEBIAN = f"{PREFIX}/debian:bookworm"
 SUITE = "bookworm"
+# Every image the harness builds carries it (our Dockerfiles set it too): see prune_dangling().
+LABEL = "org.flowerbed.project"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ def image(name: str) -> str:
     if name == "debian":
         return DEBIAN
     return next(s.image for s in STANDINS if s.name == name)
+
+
+def prune_dangling() -> None:
+    """Remove the untagged images a rebuild of ours left behind — ours only (by label), never others'."""
+    subprocess.run(["docker", "image", "prune", "-f", "--filter", f"label={LABEL}=flowerbed"], capture_output=True, timeout=300)
 
 
 def image_exists(ref: str) -> bool:
@@ -97,7 +104,18 @@ def build_debian_root(log: callable = print) -> None:
         (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
-            ["docker", "import", "--change", 'CMD ["bash"]', "--change", "ENV LANG=C.UTF-8", "-", DEBIAN],
+            [
+                "docker",
+                "import",
+                "--change",
+                'CMD ["bash"]',
+                "--change",
+                "ENV LANG=C.UTF-8",
+                "--change",
+                f"LABEL {LABEL}=flowerbed",
+                "-",
+                DEBIAN,
+            ],
             stdin=tar.stdout,
             capture_output=True,
             text=True,
@@ -141,6 +159,8 @@ def build_standins(log: callable = print) -> dict[str, str]:
                     f"DEBIAN_IMAGE={DEBIAN}",
                     "--build-arg",
                     f"PYTHON_IMAGE={image('python')}",
+                    "--label",
+                    f"{LABEL}=flowerbed",
                     str(context),
                 ],
                 timeout=1800,
