@@ -8,6 +8,7 @@ writes: strong random secrets, the stand-in image variables, the host ports. Lat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -145,7 +146,12 @@ class ComposeStack:
 
     def down(self, volumes: bool = False) -> None:
         args = ["down", "--remove-orphans", "--timeout", "20"] + (["--volumes"] if volumes else [])
-        self.compose(*args, timeout=300, check=False)
+        # Twice if needed: on a busy host a first `down` was seen leaving stopped containers behind.
+        for _ in range(2):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.compose(*args, timeout=600, check=False)
+            if not self.compose("ps", "-a", "-q", timeout=120, check=False).stdout.strip():
+                return
 
     def ps(self) -> list[dict]:
         """Every container of the project (`ps -a`), as compose's JSON objects."""
