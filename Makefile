@@ -11,9 +11,10 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_HOME := $(CURDIR)/.flowerbed/flwr-home
 
 # Debian packages the platform and its tests use (installed only when root and missing).
-APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose wrk
+# docker-compose pulls in docker.io (the engine); debootstrap builds the compose tests' stand-in bases.
+APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose wrk debootstrap
 
-.PHONY: setup system-packages web run test lint bench clean
+.PHONY: setup system-packages web run test lint bench clean lock wheelhouse compose-up compose-down
 
 setup: system-packages $(STAMP) web
 
@@ -30,12 +31,35 @@ system-packages:
 	  fi; \
 	fi
 
-$(STAMP): requirements.txt requirements-dev.txt services/flowerapp/pyproject.toml services/backend/pyproject.toml
+# One lock for everything: requirements.lock (every runtime package, transitive, hash-pinned) is
+# what this venv and every image install; requirements-dev.lock adds the test tools on top of it.
+# `--no-deps` + `pip check`: a package missing from the lock fails here instead of hiding.
+$(STAMP): requirements.lock requirements-dev.lock services/flowerapp/pyproject.toml services/backend/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	$(PIP) install -q --require-hashes --no-deps -r requirements.lock -r requirements-dev.lock
 	$(PIP) install -q --no-deps --no-build-isolation -e services/flowerapp -e services/backend
+	$(PIP) check
 	touch $(STAMP)
+
+# Regenerate the locks from the direct pins (requirements.txt, requirements-dev.txt). torch's CPU
+# wheel must be reachable by pip (PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu, or a
+# find-links directory in pip's configuration).
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header -o requirements.lock requirements.txt
+	$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header -o requirements-dev.lock requirements-dev.txt
+
+# The lock's wheels in .wheelhouse/: image builds then install from them only (offline, hash-checked).
+wheelhouse: $(STAMP)
+	$(PIP) download -q --require-hashes --no-deps -d .wheelhouse -r requirements.lock
+
+# The compose stack on this machine's Docker engine, third-party bases stood in by images built from
+# Debian packages (deploy/compose_harness). TLS=1 adds compose.tls.yaml; V=1 on down removes volumes.
+compose-up: setup
+	PYTHONPATH=deploy $(PY) -m compose_harness up $(if $(TLS),--tls)
+
+compose-down:
+	PYTHONPATH=deploy $(PY) -m compose_harness down $(if $(V),--volumes)
 
 # The dashboard (services/web): `npm ci` only when node_modules is missing or older than the lockfile,
 # `npm run build` only when a source is newer than the built dist/index.html.

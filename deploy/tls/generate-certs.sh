@@ -9,6 +9,13 @@
 #                              format, which flower-supernode requires), N=1..$NUM_SUPERNODES
 # Existing files are kept, so re-running never rotates keys under a live
 # federation; delete the volume to start over.
+#
+# Then, on every run, it hands out copies under $OUT_DIR (one volume each):
+#   public/                    ca.crt, server.crt, supernode-*.pub   (0644)
+#   superlink/, fleet-proxy/   server.key                            (0600)
+#   supernode-N/               supernode.key (that node's only)      (0600)
+# each key owned by the uid named in $KEY_OWNERS ("consumer=uid ..."), the one
+# service that mounts it. ca.key stays in $CERT_DIR, which only this job mounts.
 set -eu
 
 CERT_DIR=${CERT_DIR:-/certs}
@@ -40,8 +47,40 @@ while [ "$i" -le "$NUM_SUPERNODES" ]; do
     i=$((i + 1))
 done
 
-# Flower's containers run as uid 49999 and ours as 10001: they must read these.
-# The volume is mounted read-only and only into Flowerbed's own containers.
-chmod 0644 ./*
-chmod 0600 ca.key
-ls -l "$CERT_DIR"
+for f in ./*; do
+    case "$f" in
+        *.key) chmod 0600 "$f" ;;
+        *) chmod 0644 "$f" ;;
+    esac
+done
+
+OUT_DIR=${OUT_DIR:-}
+[ -n "$OUT_DIR" ] || exit 0
+
+# install SOURCE DEST UID MODE: an atomic copy, so a reader never sees half a key.
+install_file() {
+    cp "$1" "$2.tmp" && chown "$3:$3" "$2.tmp" && chmod "$4" "$2.tmp" && mv "$2.tmp" "$2"
+}
+owner_of() {
+    for pair in ${KEY_OWNERS:-}; do
+        [ "${pair%%=*}" = "$1" ] && { echo "${pair#*=}"; return; }
+    done
+    echo "owner of $1's key missing from KEY_OWNERS" >&2
+    exit 1
+}
+
+if [ -d "$OUT_DIR/public" ]; then
+    for f in ca.crt server.crt supernode-*.pub; do
+        [ -e "$f" ] && install_file "$f" "$OUT_DIR/public/$f" 0 0644
+    done
+fi
+for consumer in superlink fleet-proxy; do
+    [ -d "$OUT_DIR/$consumer" ] && install_file server.key "$OUT_DIR/$consumer/server.key" "$(owner_of "$consumer")" 0600
+done
+i=1
+while [ "$i" -le "$NUM_SUPERNODES" ]; do
+    dir="$OUT_DIR/supernode-$i"
+    [ -d "$dir" ] && install_file "supernode-$i.key" "$dir/supernode.key" "$(owner_of "supernode-$i")" 0600
+    i=$((i + 1))
+done
+ls -ln "$OUT_DIR"/*

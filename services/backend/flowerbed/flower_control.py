@@ -71,15 +71,34 @@ def build_fab(app: Path) -> tuple[bytes, str]:
         return _FAB_CACHE[key]
 
 
-class FlowerControl:
-    """Thin typed facade over `ControlHttpClient` for one SuperLink."""
+def parse_superlink_url(url: str) -> tuple[str, bool]:
+    """(host:port, tls) of a SuperLink URL: `https://` means TLS; `http://` or no scheme, plain HTTP."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        return url.strip().rstrip("/"), False
+    if scheme.lower() not in ("http", "https"):
+        raise ValueError(f"SuperLink URL {url!r}: the scheme must be http:// or https://")
+    address = rest.rstrip("/")
+    if not address or "/" in address:
+        raise ValueError(f"SuperLink URL {url!r}: expected http(s)://host:port with no path")
+    return address, scheme.lower() == "https"
 
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
-        self.address = address.removeprefix("http://")
+
+class FlowerControl:
+    """Thin typed facade over `ControlHttpClient` for one SuperLink.
+
+    `https://host:port` talks TLS, verified against `ca_cert` (a PEM file) when given, else the
+    system trust store; `http://host:port` or a bare `host:port` is plain HTTP (local mode).
+    """
+
+    def __init__(self, address: str, timeout: float = 30.0, ca_cert: Path | None = None) -> None:
+        self.address, tls = parse_superlink_url(address)
+        if ca_cert is not None and not tls:
+            raise ValueError(f"a CA certificate ({ca_cert}) was given for a plain-HTTP SuperLink URL {address!r}: use https://")
         self.client = ControlHttpClient.from_server_address(
             server_address=self.address,
-            insecure=True,
-            root_certificates=None,
+            insecure=not tls,
+            root_certificates=ca_cert.read_bytes() if ca_cert is not None else None,
             interceptors=[RuntimeVersionHttpInterceptor(component_name="flwr CLI")],
         )
 

@@ -42,7 +42,13 @@ class Settings(BaseSettings):
     )
     superlink_url: str = Field(
         "127.0.0.1:8000",
-        description="The SuperLink's Control API (host:port, optional http://). Never expose it publicly.",
+        description="The SuperLink's Control API: host:port or http://host:port (plain), https://host:port (TLS). "
+        "Never expose it publicly.",
+    )
+    superlink_ca_cert: Path | None = Field(
+        None,
+        description="PEM CA bundle that signed an https:// SuperLink's certificate (compose TLS overlay: /certs/ca.crt). "
+        "Unset: the system trust store.",
     )
     model_store: Path | None = Field(
         None,
@@ -67,6 +73,13 @@ class Settings(BaseSettings):
         "",
         description="Public Grafana URL (compose). Set: run trace links open Grafana Explore on Tempo; "
         "unset: the dashboard's built-in trace view.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Also serve the Prometheus exposition (no token) on this port, for an in-network scraper "
+        "(compose: 9464, never published). Unset: off.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -51,7 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bus.bind(asyncio.get_running_loop())
 
         def control_factory() -> FlowerControl:
-            return FlowerControl(settings.superlink_url)
+            return FlowerControl(settings.superlink_url, ca_cert=settings.superlink_ca_cert)
+
+        metrics_server = _serve_metrics(settings.metrics_port)
 
         tracker = RunTracker(history, bus, control_factory)
         app.state.engine = engine
@@ -68,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         tracker.shutdown()
         engine.dispose()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
 
     app = FastAPI(
         title="Flowerbed API",
@@ -98,6 +104,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     _serve_dashboard(app, settings.web_dir)
     return app
+
+
+def _serve_metrics(port: int | None) -> WSGIServer | None:
+    """The exposition on a port of its own, for an in-network scraper: compose never publishes it.
+
+    Served with prometheus-client's own WSGI app and server (a thread), so it answers even while
+    the API's event loop is busy; the public port's /metrics stays as it is."""
+    if port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    from flowerbed.training_metrics import REGISTRY
+
+    server, _thread = start_http_server(port, addr="0.0.0.0", registry=REGISTRY)
+    log.info("Prometheus exposition on :%d/metrics", port)
+    return server
 
 
 def _instrument(app: FastAPI) -> None:

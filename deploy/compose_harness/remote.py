@@ -1,0 +1,100 @@
+"""A remote SuperNode site (deploy/remote-supernode/compose.yaml) as a compose project of its own.
+
+It joins an existing Docker network (here: the central stack's) and dials the fleet proxy over TLS
+with its own key, as a SuperNode on another host would. The site's key pair is made here
+(`ssh-keygen`, OpenSSH EC P-384, what flower-supernode requires) and its public key is registered
+through the central stack's `supernode-register` job, the documented way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from compose_harness import standins
+from compose_harness.engine import run
+from compose_harness.stack import IMAGE_PREFIX, IMAGE_TAG, ROOT, ComposeStack
+
+REMOTE = ROOT / "deploy" / "remote-supernode"
+SUPERNODE_UID = 10001  # the Flower image's user: the key must be readable by it and nobody else
+
+
+def make_site_keys(directory: Path, ca_pem: bytes) -> Path:
+    """directory/{ca.crt, supernode.key (0600, uid 10001), supernode.pub}; returns the public key's path."""
+    if shutil.which("ssh-keygen") is None:
+        raise RuntimeError("ssh-keygen is missing: `apt-get install openssh-client`")
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / "supernode.key"
+    run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-C", directory.name, "-f", str(key)])
+    pub = directory / "supernode.pub"
+    (directory / "supernode.key.pub").rename(pub)
+    (directory / "ca.crt").write_bytes(ca_pem)
+    key.chmod(0o600)
+    os.chown(key, SUPERNODE_UID, SUPERNODE_UID)
+    directory.chmod(0o755)
+    return pub
+
+
+def central_file(central: ComposeStack, volume: str, path: str) -> bytes:
+    """A file out of one of the central stack's volumes (e.g. ca.crt from tls-public)."""
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{central.volume(volume)}:/v:ro", standins.image("busybox"), "cat", f"/v/{path}"],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    return proc.stdout
+
+
+def register(central: ComposeStack, pub: Path, name: str) -> None:
+    """Put `pub` into the central `tls-public` volume as supernode-<name>.pub and run the registration job."""
+    run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-v",
+            f"{central.volume('tls-public')}:/certs",
+            "-v",
+            f"{pub.parent}:/in:ro",
+            standins.image("busybox"),
+            "cp",
+            f"/in/{pub.name}",
+            f"/certs/supernode-{name}.pub",
+        ],
+        timeout=120,
+    )
+    central.compose("run", "--rm", "supernode-register", timeout=300)
+
+
+def site(
+    central: ComposeStack,
+    name: str,
+    cert_dir: Path,
+    partition_id: int,
+    num_partitions: int,
+    fleet_address: str = "fleet-proxy:443",
+) -> ComposeStack:
+    """The remote compose project `<central>-<name>` on the central stack's network (not yet up)."""
+    workdir = cert_dir.parent
+    network_override = workdir / f"{name}-network.yaml"
+    network_override.write_text(f"networks:\n  default:\n    name: {central.network()}\n    external: true\n")
+    stack = ComposeStack(
+        project=f"{central.project}-{name}",
+        workdir=workdir,
+        compose_files=[REMOTE / "compose.yaml", network_override],
+        project_dir=REMOTE,
+        extra_env={
+            "FLOWERBED_IMAGE_PREFIX": IMAGE_PREFIX,
+            "FLOWERBED_IMAGE_TAG": IMAGE_TAG,
+            "FLOWERBED_FLEET_ADDRESS": fleet_address,
+            "FLOWERBED_PARTITION_ID": str(partition_id),
+            "FLOWERBED_NUM_PARTITIONS": str(num_partitions),
+            "FLOWERBED_REMOTE_CERT_DIR": str(cert_dir),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+        },
+    )
+    stack.write_env()
+    return stack
