@@ -52,10 +52,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from flowerbed.api.main import create_app
+    from flowerbed.secret_policy import InsecureSecret
+    from flowerbed.url_redaction import uvicorn_log_config
 
+    try:
+        app = create_app()
+    except InsecureSecret as exc:
+        return _fail(str(exc))
     # SSE streams would otherwise hold a shutdown open until the run ends.
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        log_config=uvicorn_log_config(),
+        timeout_graceful_shutdown=5,
+    )
     return 0
+
+
+def cmd_check_secrets(args: argparse.Namespace) -> int:
+    """Exit 1 naming every variable that fails the secret policy (compose runs it before the stack)."""
+    from flowerbed.secret_policy import check_variables
+
+    problems = check_variables(args.variables)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"ok: {', '.join(args.variables)}")
+    return 1 if problems else 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -76,7 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _fail(f"the backend did not start: {exc}")
     print(f"federation ready: SuperLink 127.0.0.1:{args.superlink_port}, {args.nodes} SuperNodes online", flush=True)
     print(f"backend ready: {backend.url} (API docs {backend.url}/docs)", flush=True)
-    print(f"Dashboard: {backend.url}/?token={token}", flush=True)
+    print(f"Dashboard: {backend_process.login_link(backend, token)}", flush=True)
     print(f"API token: {token}   (also in {directory / 'api-token'})", flush=True)
     print(f"FLWR_HOME={directory / 'flwr-home'} flwr ls   # lists this federation's runs", flush=True)
     _wait_for_signal()
@@ -359,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser(
+        "check-secrets", help="check that environment variables hold real secrets (exit 1 naming each one that does not)"
+    )
+    check.add_argument("variables", nargs="+", metavar="VAR", help="e.g. FLOWERBED_API_TOKEN POSTGRES_PASSWORD")
+    check.set_defaults(func=cmd_check_secrets)
 
     train = sub.add_parser("train", help="train on the local federation (starting one and its backend if needed)")
     _add_federation_args(train)

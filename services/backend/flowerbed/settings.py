@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flowerbed import paths
+from flowerbed.secret_policy import refuse_insecure
 
 TOKEN_FILE = "api-token"
 
@@ -50,10 +51,40 @@ class Settings(BaseSettings):
     )
     api_token: str = Field(
         "",
-        description="Bearer token for mutating requests. Unset: generated once into <data_dir>/api-token (mode 600).",
+        description="Bearer token for mutating requests (at least 24 characters, no placeholder: the backend refuses "
+        "to start otherwise). Unset: generated once into <data_dir>/api-token (mode 600).",
     )
     require_token_for_reads: bool = Field(
-        False, description="Also require the token on GET requests (SSE accepts ?token= since EventSource sends no headers)."
+        False,
+        description="Also require authentication (the token, or a dashboard session) on every read, including "
+        "/metrics, /docs, /redoc and /openapi.json. Compose sets it; local mode leaves reads open on loopback.",
+    )
+    session_ttl_seconds: int = Field(
+        12 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="Lifetime of a dashboard session cookie (HttpOnly, SameSite=Strict), made from the token or a login code.",
+    )
+    login_code_ttl_seconds: int = Field(
+        600,
+        ge=10,
+        le=24 * 3600,
+        description="How long the one-time login code in `flowerbed up`'s Dashboard link stays valid.",
+    )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body on every route but /v1/traces; larger ones get 413 unread."
+    )
+    max_otlp_body_bytes: int = Field(16 << 20, ge=1024, description="Largest (compressed) OTLP export body on /v1/traces.")
+    max_otlp_decompressed_bytes: int = Field(
+        64 << 20, ge=1024, description="Largest OTLP export once decompressed (a gzip bomb is refused by size, 413)."
+    )
+    max_sse_streams: int = Field(200, ge=1, description="Event streams (SSE) open at once across all clients; one more gets 429.")
+    max_active_runs: int = Field(8, ge=1, description="Runs pending or running at once; one more start gets 409.")
+    superlink_lost_seconds: float = Field(
+        90.0,
+        ge=5,
+        description="A run whose SuperLink cannot be reached, or no longer knows the run as alive, for this long is "
+        "recorded failed with the reason (resume it with POST /training/{id}/resume).",
     )
     web_dir: Path = Field(
         default_factory=_default_web_dir,
@@ -91,6 +122,10 @@ class Settings(BaseSettings):
         if not self.api_token:
             self.api_token = load_or_create_token(self.data_dir)
         return self
+
+    def refuse_insecure_secrets(self) -> None:
+        """Raise secret_policy.InsecureSecret if the token or the database password is not a real secret."""
+        refuse_insecure({"FLOWERBED_API_TOKEN": self.api_token, "FLOWERBED_DATABASE_URL": self.database_url})
 
     @property
     def models_path(self) -> Path:
