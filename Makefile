@@ -11,7 +11,7 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_HOME := $(CURDIR)/.flowerbed/flwr-home
 
 # Debian packages the platform and its tests use (installed only when root and missing).
-APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose wrk
+APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose wrk nginx-light
 
 .PHONY: setup system-packages web run test lint bench clean
 

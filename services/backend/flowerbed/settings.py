@@ -119,7 +119,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'flowerbed.db'}"
         if self.model_store is None:
             self.model_store = self.data_dir / "models"
-        if not self.api_token:
+        # Unset: local mode's generated token. Set but empty: a deployment that forgot it (refused later).
+        if not self.api_token and os.environ.get("FLOWERBED_API_TOKEN") is None:
             self.api_token = load_or_create_token(self.data_dir)
         return self
 

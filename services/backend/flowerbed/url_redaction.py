@@ -26,7 +26,7 @@ def redact_query_string(query: str) -> str:
     pairs = parse_qsl(query, keep_blank_values=True)
     if not pairs:
         return REDACTED
-    return urlencode([(name, REDACTED) for name, _ in pairs], safe=REDACTED)
+    return urlencode([(name, REDACTED) for name, _ in pairs])
 
 
 def redact_url(url: str) -> str:

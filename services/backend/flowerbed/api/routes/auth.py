@@ -39,7 +39,7 @@ class SessionInfo(BaseModel):
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=200, description="A one-time login code (from `flowerbed up`).")
+    code: str | None = Field(None, max_length=200, description="A one-time login code (from `flowerbed up`).")
 
 
 class LoginCode(BaseModel):
@@ -76,7 +76,7 @@ async def create_session(
     if credentials is not None or "authorization" in request.headers:
         if credentials is None or not token_matches(credentials.credentials, settings):
             raise unauthorized(settings)
-    elif login is None or not request.app.state.login_codes.redeem(login.code):
+    elif login is None or not login.code or not request.app.state.login_codes.redeem(login.code):
         raise unauthorized(settings)
     value, session = request.app.state.sessions.issue()
     set_session_cookie(request, response, value, settings.session_ttl_seconds)
