@@ -201,6 +201,9 @@ class RunTracker:
             self.set_status(
                 run_id, "failed", error=f"the SuperLink has no Flower run {flower_run_id} (was its database reset?)", **fields
             )
+        elif outcome == "finished:completed":
+            reason = "Flower reports the run completed, but its run_finished event never arrived; " + RESUME_HINT
+            self.set_status(run_id, "failed", error=reason.format(run_id=run_id), **fields)
         else:
             reason = (failed or {}).get("reason") or ""
             if not reason:
