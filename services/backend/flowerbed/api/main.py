@@ -24,6 +24,7 @@ from flowerbed.api.auth import authorize
 from flowerbed.api.errors import install_error_handlers
 from flowerbed.api.limits import BodySizeLimit, StreamSlots
 from flowerbed.api.routes import auth, health, models, nodes, traces, training
+from flowerbed.api.schemas import AUTH_ERRORS
 from flowerbed.api.sessions import LoginCodes, SessionSigner
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router)
     for router in (training.router, nodes.router, models.router, traces.router):
-        app.include_router(router, dependencies=protected)
+        app.include_router(router, dependencies=protected, responses=AUTH_ERRORS)
     _add_protected_extras(app)
     _instrument(app)
     install_error_handlers(app)

@@ -21,6 +21,17 @@ class Message(BaseModel):
     detail: str
 
 
+# Answers any route may give before it runs: documented once, attached where they apply.
+AUTH_ERRORS: dict[int | str, dict] = {
+    401: {"model": Message, "description": "No valid token (Authorization: Bearer) or session."},
+    403: {"model": Message, "description": "A session without its CSRF token (X-CSRF-Token) on a mutating request."},
+}
+BODY_ERRORS: dict[int | str, dict] = {
+    400: {"model": Message, "description": "The body could not be decoded (not UTF-8, or not parseable)."},
+    413: {"model": Message, "description": "The body is over FLOWERBED_MAX_BODY_BYTES."},
+}
+
+
 class StartedRun(BaseModel):
     run_id: str
     status: RunStatus

@@ -22,7 +22,7 @@ from flowerbed.api.auth import (
     unauthorized,
 )
 from flowerbed.api.deps import SettingsDep
-from flowerbed.api.schemas import Message
+from flowerbed.api.schemas import AUTH_ERRORS, BODY_ERRORS, Message
 from flowerbed.api.sessions import Session
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -64,7 +64,7 @@ async def get_session(request: Request, settings: SettingsDep) -> SessionInfo:
     return _info(session_of(request), settings.require_token_for_reads)
 
 
-@router.post("/session", response_model=SessionInfo, responses=UNAUTHORIZED)
+@router.post("/session", response_model=SessionInfo, responses={**UNAUTHORIZED, **BODY_ERRORS})
 async def create_session(
     request: Request,
     response: Response,
@@ -83,7 +83,7 @@ async def create_session(
     return _info(session, settings.require_token_for_reads)
 
 
-@router.delete("/session", status_code=204, dependencies=[Depends(authorize)], responses=UNAUTHORIZED)
+@router.delete("/session", status_code=204, dependencies=[Depends(authorize)], responses=AUTH_ERRORS)
 async def delete_session() -> Response:
     """Sign this browser out (the cookie is cleared; other sessions end when the token changes)."""
     response = Response(status_code=204)
@@ -91,7 +91,7 @@ async def delete_session() -> Response:
     return response
 
 
-@router.post("/login-codes", response_model=LoginCode, dependencies=[Depends(authorize)], responses=UNAUTHORIZED)
+@router.post("/login-codes", response_model=LoginCode, dependencies=[Depends(authorize)], responses=AUTH_ERRORS)
 async def create_login_code(request: Request) -> LoginCode:
     """A single-use code that opens one session, valid for FLOWERBED_LOGIN_CODE_TTL_SECONDS."""
     code, expires = request.app.state.login_codes.issue()

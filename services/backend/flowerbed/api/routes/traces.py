@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pydantic import BaseModel
 
 from flowerbed.api.deps import SettingsDep
+from flowerbed.api.schemas import Message
 from flowerbed.otlp_ingest import OtlpDecodeError, OtlpTooLarge, decode
 from flowerbed.trace_store import TraceStore
 
@@ -38,9 +39,14 @@ class TraceOut(BaseModel):
 @router.post(
     EXPORT_PATH,
     summary="OTLP/HTTP trace export (protobuf or JSON)",
+    response_class=Response,
     responses={
-        400: {"description": "Not an OTLP trace export"},
-        413: {"description": "Body too large, compressed (FLOWERBED_MAX_OTLP_BODY_BYTES) or not"},
+        200: {
+            "content": {"application/x-protobuf": {}, "application/json": {}},
+            "description": "ExportTraceServiceResponse, in the request's encoding",
+        },
+        400: {"model": Message, "description": "Not an OTLP trace export"},
+        413: {"model": Message, "description": "Body too large, compressed (FLOWERBED_MAX_OTLP_BODY_BYTES) or not"},
     },
 )
 async def export_traces(request: Request, traces: TracesDep, settings: SettingsDep) -> Response:
@@ -60,7 +66,9 @@ async def export_traces(request: Request, traces: TracesDep, settings: SettingsD
     return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
 
 
-@router.get("/traces/{trace_id}", response_model=TraceOut, responses={404: {"description": "No spans for this trace"}})
+@router.get(
+    "/traces/{trace_id}", response_model=TraceOut, responses={404: {"model": Message, "description": "No spans for this trace"}}
+)
 def get_trace(
     trace_id: Annotated[str, Path(pattern=TRACE_ID.pattern, description="32 hex digits")], traces: TracesDep
 ) -> TraceOut:

@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from flowerbed.api.deps import BusDep, DetailCacheDep, HistoryDep, ServiceDep, SettingsDep
 from flowerbed.api.limits import SlotStreamingResponse, StreamSlots
 from flowerbed.api.schemas import (
+    BODY_ERRORS,
     DeletedRun,
     Message,
     RoundDetail,
@@ -51,7 +52,9 @@ def _started(run: Run) -> StartedRun:
     )
 
 
-@router.post("/start", status_code=202, response_model=StartedRun, responses={**TOO_MANY_RUNS, 503: {"model": Message}})
+@router.post(
+    "/start", status_code=202, response_model=StartedRun, responses={**TOO_MANY_RUNS, **BODY_ERRORS, 503: {"model": Message}}
+)
 def start_training(config: TrainingConfig, service: ServiceDep) -> StartedRun:
     """Validate, record and submit a run; progress then arrives on /training/{run_id}/events."""
     return _started(service.start(config))
