@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flowerbed.db.models import TERMINAL_STATUSES, Round, Run, RunEvent, RunLog, Span
 from flowerbed.db.run_history import RunHistory
+from flowerbed.training_metrics import forget_run
 from flowerbed_app import checkpoints
 
 
@@ -64,6 +65,7 @@ class RunRetention:
                 spans = session.execute(delete(Span).where(Span.trace_id == run.trace_id)).rowcount
             session.execute(delete(Run).where(Run.run_id == run.run_id))
         self.history.note_deleted(run.run_id)
+        forget_run(run.run_id)
         return Deleted(removed_files, counts["RunEvent"], counts["Round"], counts["RunLog"], spans)
 
     def _delete_checkpoints(self, run_id: str) -> int:
