@@ -231,3 +231,30 @@ def test_upgrade_from_the_first_schema_keeps_every_row(database_url: str) -> Non
     assert total == 2 and counts == {"a" * 32: 2}
     assert {r.run_id: r.flower_run_id for r in runs}["a" * 32] == str(UINT64_MAX)
     engine.dispose()
+
+
+def test_rows_of_deleted_runs_are_pruned(tmp_path: Path) -> None:
+    """Events, rounds and logs whose run is gone (a database written without foreign keys enforced) are pruned."""
+    import sqlite3
+
+    from flowerbed.run_retention import RunRetention
+
+    path = tmp_path / "flowerbed.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    history = RunHistory(session_factory(engine))
+    for run_id in ("kept", "gone"):
+        history.create_run(run_id, {"num_rounds": 1}, 1, None)
+        chunk = _event_line(1, "round_finished", round=1, accuracy=0.5, loss=1.0, clients=[])
+        history.ingest_log_chunk(run_id, chunk, 1001.0)
+    raw = sqlite3.connect(path)  # foreign keys are off by default in a plain connection
+    raw.execute("DELETE FROM runs WHERE run_id = 'gone'")
+    raw.commit()
+    raw.close()
+    assert [e.type for e in history.events_after("gone")] == ["status", "status", "round_finished"]  # orphans
+
+    pruned = RunRetention(session_factory(engine), history, tmp_path / "models").prune_orphans()
+    assert pruned == 3 + 1 + 1  # events, the round, the log chunk
+    assert history.events_after("gone") == [] and history.rounds("gone") == [] and history.logs("gone") == ""
+    assert len(history.events_after("kept")) == 3 and len(history.rounds("kept")) == 1 and history.logs("kept")
+    engine.dispose()
