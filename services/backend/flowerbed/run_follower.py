@@ -78,8 +78,8 @@ def follow(
             # it, so an unfinished last line is complete as it is.
             for text, latest in _chunks(control, flower_run_id, cursor.after_timestamp):
                 consume(text, latest)
-            if cursor.partial:
-                consume("\n", cursor.after_timestamp)
+            if cursor.partial:  # stored as a chunk of its own, just after the last one read
+                consume("\n", cursor.after_timestamp + 1e-6)
             return f"{run.status}:{run.sub_status}"
         if should_stop():
             return "detached"
