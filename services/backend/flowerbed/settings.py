@@ -3,7 +3,10 @@
 Everything the backend needs to know about its surroundings lives here, with the
 defaults local mode wants, so routes and services never read the environment
 themselves. Derived defaults (database, model store, token) follow `data_dir`, so
-pointing one variable at a directory is enough to run an isolated backend.
+pointing one variable at a directory is enough to run an isolated backend. The limits
+(body sizes, open event streams, active runs) are settings too, each named in the error a
+client gets when it reaches one. The token and the database password must pass
+`flowerbed.secret_policy`: `create_app` refuses to start otherwise.
 """
 
 from __future__ import annotations
