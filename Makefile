@@ -11,8 +11,9 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export FLWR_HOME := $(CURDIR)/.flowerbed/flwr-home
 
 # Debian packages the platform and its tests use (installed only when root and missing).
-# docker-compose pulls in docker.io (the engine); debootstrap builds the compose tests' stand-in bases.
-APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose wrk debootstrap
+# docker-compose pulls in docker.io (the engine); debootstrap builds the compose tests' stand-in bases;
+# nginx-light runs the dashboard's nginx configuration in tests.
+APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose wrk debootstrap nginx-light
 
 .PHONY: setup system-packages web run test lint bench clean lock wheelhouse compose-up compose-down
 

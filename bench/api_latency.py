@@ -16,6 +16,7 @@ import asyncio
 import io
 import os
 import re
+import secrets
 import shutil
 import signal
 import statistics
@@ -33,7 +34,7 @@ from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
 from flowerbed_app.progress_events import EventEmitter
 
-TOKEN = "bench-token"
+TOKEN = secrets.token_hex(16)  # the backend refuses tokens shorter than 24 characters
 
 
 def seed(data_dir: Path, rounds: int = 10, clients: int = 10) -> str:

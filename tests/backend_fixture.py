@@ -74,12 +74,17 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int, grace: float) -> None:
 
 
 def spawn_backend(
-    data_dir: Path, superlink_url: str, port: int | None = None, env: dict[str, str] | None = None, timeout: float = 90.0
+    data_dir: Path,
+    superlink_url: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 90.0,
+    log_level: str = "warning",
 ) -> BackendProcess:
     """`flowerbed serve` as a subprocess in its own process group; returns once /ready is 200."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    token = (env or {}).get("FLOWERBED_API_TOKEN") or uuid.uuid4().hex
+    token = (env or {}).get("FLOWERBED_API_TOKEN") or new_token()
     proc_env = {
         **os.environ,
         **env_extra(),
@@ -92,7 +97,7 @@ def spawn_backend(
     log = data_dir / f"backend-{port}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flowerbed.cli", "serve", "--port", str(port), "--log-level", "warning"],
+            [sys.executable, "-m", "flowerbed.cli", "serve", "--port", str(port), "--log-level", log_level],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -113,6 +118,11 @@ def spawn_backend(
             backend.stop(signal.SIGKILL)
             raise TimeoutError(f"backend not ready in {timeout}s:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def new_token() -> str:
+    """A token the backend's secret policy accepts (at least 24 characters, random)."""
+    return uuid.uuid4().hex + uuid.uuid4().hex[:8]
 
 
 @pytest.fixture
@@ -143,6 +153,24 @@ def backend(api_federation: launcher.Federation) -> Iterator[Backend]:
     process = spawn_backend(data_dir, api_federation.superlink_url)
     yield Backend(process.base_url, process.token, api_federation, data_dir)
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_backend(api_federation: launcher.Federation, postgres_server: str, tmp_path_factory) -> Iterator[Backend]:
+    """Like `backend`, on a PostgreSQL database (its own data dir and model store)."""
+    data_dir = tmp_path_factory.mktemp("postgres-backend")
+    with postgres_database(postgres_server) as url:
+        process = spawn_backend(data_dir, api_federation.superlink_url, env={"FLOWERBED_DATABASE_URL": url})
+        try:
+            yield Backend(process.base_url, process.token, api_federation, data_dir)
+        finally:
+            process.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def any_backend(request: pytest.FixtureRequest) -> Backend:
+    """The shared backend on SQLite, then on PostgreSQL: API tests that take it run on both databases."""
+    return request.getfixturevalue("backend" if request.param == "sqlite" else "postgres_backend")
 
 
 # -- helpers used by the API tests --------------------------------------------------
@@ -188,8 +216,9 @@ def start_run(client: httpx.Client, **config: Any) -> dict:
 
 
 # -- PostgreSQL ---------------------------------------------------------------------
-PG_ROLE = "flowerbed_test"
-PG_PASSWORD = "flowerbed_test_pw"
+# The backend refuses a database password shorter than 24 characters (flowerbed.secret_policy).
+PG_ROLE = "flowerbed_tester"
+PG_PASSWORD = "flowerbed-tester-5b1c0e9d7a3f42d8"
 PG_INSTALL_HINT = (
     "PostgreSQL 15 is required for the database tests: `apt-get install postgresql-15` (or `make setup` as root), "
     "then `pg_ctlcluster 15 main start`"
@@ -222,10 +251,19 @@ def postgres_server() -> str:
     return f"127.0.0.1:{port}"
 
 
+@contextlib.contextmanager
+def postgres_database(server: str) -> Iterator[str]:
+    """URL of a new, empty database on `server`, dropped afterwards."""
+    name = f"flowerbed_test_{uuid.uuid4().hex[:10]}"
+    _psql(f"CREATE DATABASE {name} OWNER {PG_ROLE}")
+    try:
+        yield f"postgresql+psycopg://{PG_ROLE}:{PG_PASSWORD}@{server}/{name}"
+    finally:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A throwaway database, dropped after the test."""
-    name = f"flowerbed_test_{uuid.uuid4().hex[:10]}"
-    _psql(f"CREATE DATABASE {name} OWNER {PG_ROLE}")
-    yield f"postgresql+psycopg://{PG_ROLE}:{PG_PASSWORD}@{postgres_server}/{name}"
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with postgres_database(postgres_server) as url:
+        yield url

@@ -38,6 +38,7 @@ def _value(v: Any) -> Any:
 class OtlpReceiver:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.exports: list[bytes] = []  # every export body as received (decompressed): nothing escapes a search
         self.lock = threading.Lock()
         receiver = self
 
@@ -49,6 +50,8 @@ class OtlpReceiver:
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 receiver._add(request)
+                with receiver.lock:
+                    receiver.exports.append(body)
                 payload = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

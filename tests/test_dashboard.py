@@ -1,8 +1,9 @@
 """The dashboard in a real browser against the real backend and a real 3-node federation.
 
-Drives what a user does: open the link with `?token=`, start a 2-round run from the form and watch it finish
-live, stop a second run, submit an invalid value and read the server's reason beside the field. Screenshots of
-each step go to test-artifacts/ (gitignored); the completed run view also to docs/dashboard.png on request.
+Drives what a user does: open the link `flowerbed up` prints (a one-time login code), start a 2-round run from
+the form and watch it finish live, stop a second run, submit an invalid value and read the server's reason beside
+the field. Screenshots of each step go to test-artifacts/ (gitignored); the completed run view also to
+docs/dashboard.png on request.
 
 Runs on its own 3-node federation and backend (the shared API fixture has 2 nodes), through the backend
 fixture's own `spawn_backend`, so the interface stays `(base_url, token, federation, data_dir)`.
@@ -121,11 +122,29 @@ def page(browser: Browser) -> Iterator[Page]:
     assert not errors, f"uncaught errors in the dashboard: {errors}"
 
 
+def login_link(base_url: str, token: str) -> str:
+    """What `flowerbed up` prints: the dashboard with a one-time login code in the fragment."""
+    status, body = api(base_url, token, "POST", "/auth/login-codes")
+    assert status == 200, body
+    return f"{base_url}/#login={body['code']}"
+
+
+def assert_signed_in_with_a_session(page: Page) -> None:
+    """Signed in by an HttpOnly, SameSite=Strict cookie; the token is nowhere the page's scripts can read."""
+    expect(page.get_by_test_id("token-button")).to_have_text("Token ✓")
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "flowerbed_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: invisible to scripts
+    assert page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)") == "{}{}"
+
+
 def open_dashboard(page: Page, base_url: str, token: str, route: str = "") -> None:
-    page.goto(f"{base_url}/?token={token}{route}")
+    page.goto(login_link(base_url, token))
     expect(page.get_by_test_id("nav-start")).to_be_visible()
-    assert "token=" not in page.url, f"the token stayed in the address bar: {page.url}"
-    assert page.evaluate("localStorage.getItem('flowerbed.token')") == token
+    assert_signed_in_with_a_session(page)
+    assert "login=" not in page.url, f"the login code stayed in the address bar: {page.url}"
+    if route:
+        page.goto(f"{base_url}/{route}")
 
 
 def fill_start_form(page: Page, rounds: int, nodes: int) -> None:
@@ -224,14 +243,14 @@ def test_stop_a_run_from_the_ui(backend: Any, page: Page) -> None:
 
 
 def test_server_validation_message_appears_next_to_the_field(backend: Any, page: Page) -> None:
-    """Without a stored token the 401 asks for one (modal), the retry gets the 422, shown beside `alpha`."""
+    """Without a session the 401 asks for the token (modal), the retry gets the 422, shown beside `alpha`."""
     base_url, token, _federation, _data_dir = backend
     # The server's own words for this mistake, to compare with what the form shows.
     status, answer = api(base_url, token, "POST", "/training/start", {"alpha": -1})
     assert status == 422, answer
     expected = next(d["msg"] for d in answer["detail"] if d["loc"][-1] == "alpha")
 
-    page.goto(f"{base_url}/#/start")  # no ?token= and a fresh browser context: no token yet
+    page.goto(f"{base_url}/#/start")  # no login code and a fresh browser context: no session yet
     expect(page.get_by_test_id("token-button")).to_have_text("Set token")
     alpha = page.get_by_test_id("field-alpha")
     expect(alpha).to_be_visible()
@@ -244,7 +263,7 @@ def test_server_validation_message_appears_next_to_the_field(backend: Any, page:
     page.get_by_test_id("token-input").fill(token)
     page.get_by_test_id("token-save").click()
     expect(page.get_by_test_id("token-modal")).to_have_count(0)
-    assert page.evaluate("localStorage.getItem('flowerbed.token')") == token
+    assert_signed_in_with_a_session(page)  # the pasted token was traded for a session, not stored
 
     error = page.get_by_test_id("error-alpha")
     expect(error).to_be_visible()

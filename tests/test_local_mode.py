@@ -59,11 +59,20 @@ def test_up_prints_a_working_dashboard_url_and_stops_without_orphans(tmp_path):
             output.append(line)
             if line.startswith("Dashboard: "):
                 url = line.split(" ", 1)[1].strip()
+        while not any(line.startswith("API token: ") for line in output):  # printed right after
+            output.append(lines.get(timeout=30))
         assert url, "".join(output)
         token = (data_dir / "api-token").read_text().strip()
-        assert url == f"http://127.0.0.1:{port}/?token={token}"
+        # The link carries no token: a one-time login code, in the fragment (never sent to a server).
+        assert token not in "".join(output)[: "".join(output).index("API token: ")]
+        assert url.startswith(f"http://127.0.0.1:{port}/#login=") and token not in url
+        code = url.split("#login=", 1)[1]
         page = httpx.get(url, timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()  # the built dashboard
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as browser:
+            assert browser.post("/auth/session", json={"code": code}).status_code == 200  # what the page does with it
+            assert browser.get("/auth/session").json()["authenticated"] is True
+        assert httpx.post(f"http://127.0.0.1:{port}/auth/session", json={"code": code}, timeout=10).status_code == 401
         assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).json() == {"database": True, "superlink": True}
         nodes = httpx.get(f"http://127.0.0.1:{port}/nodes", timeout=10).json()["items"]
         assert [n["status"] for n in nodes].count("online") == 2

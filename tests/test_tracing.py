@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from backend_fixture import wait_for
+from backend_fixture import new_token, wait_for
 from conftest import free_port
 from otlp_receiver import OtlpReceiver
 
@@ -96,7 +96,7 @@ def test_a_training_is_one_trace_from_the_request_to_every_step(start_federation
 def test_local_mode_backend_receives_the_trace_and_exposes_metrics(start_federation, backend_factory, tmp_path):
     """Local mode: every process exports to the backend itself; the dashboard reads it back."""
     port = free_port()
-    token = "local-mode-token"
+    token = new_token()
     otel_env = {**local_tracing_env(port, token), "OTEL_BSP_SCHEDULE_DELAY": "200"}
     federation = start_federation(2, extra_env=otel_env)
     backend = backend_factory(

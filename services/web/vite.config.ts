@@ -10,7 +10,7 @@ export default defineConfig({
   server: {
     // `npm run dev` against a local backend: same-origin paths are proxied.
     proxy: Object.fromEntries(
-      ["/training", "/nodes", "/models", "/traces"].map((p) => [p, { target: process.env.FLOWERBED_API ?? "http://127.0.0.1:8080", changeOrigin: true }]),
+      ["/training", "/nodes", "/models", "/traces", "/auth"].map((p) => [p, { target: process.env.FLOWERBED_API ?? "http://127.0.0.1:8080", changeOrigin: true }]),
     ),
   },
 });

@@ -107,6 +107,18 @@ def find_backend(data_dir: Path) -> BackendInfo | None:
     return info if info.alive() else None
 
 
+def login_link(info: BackendInfo, token: str) -> str:
+    """The dashboard URL with a one-time login code: opening it once signs the browser in.
+
+    The code is in the fragment (`#login=…`), which browsers never send, so it reaches no
+    access log; the page trades it for a session cookie, and it is worthless afterwards
+    or once FLOWERBED_LOGIN_CODE_TTL_SECONDS have passed. No long-lived token in any URL.
+    """
+    response = httpx.post(f"{info.url}/auth/login-codes", headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+    response.raise_for_status()
+    return f"{info.url}/#login={response.json()['code']}"
+
+
 def local_tracing_env(port: int, token: str) -> dict[str, str]:
     """OTEL_* for every local process: export spans to the backend's /v1/traces.
 

@@ -10,7 +10,6 @@ converts for us.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import zlib
 from typing import Any
@@ -26,15 +25,13 @@ class OtlpDecodeError(ValueError):
     """The body is not an OTLP trace export; the message says why."""
 
 
-def decode(body: bytes, content_type: str, content_encoding: str = "") -> list[dict[str, Any]]:
-    """Span rows from one export request."""
-    try:
-        if content_encoding == "gzip":
-            body = gzip.decompress(body)
-        elif content_encoding == "deflate":
-            body = zlib.decompress(body)
-    except (OSError, zlib.error) as exc:
-        raise OtlpDecodeError(f"body is not valid {content_encoding}: {exc}") from exc
+class OtlpTooLarge(ValueError):
+    """The export decompresses to more than the limit (a gzip bomb, or batches far too big)."""
+
+
+def decode(body: bytes, content_type: str, content_encoding: str = "", max_decompressed: int = 64 << 20) -> list[dict[str, Any]]:
+    """Span rows from one export request. CPU-bound: call it off the event loop."""
+    body = decompress(body, content_encoding.strip().lower(), max_decompressed)
     request = ExportTraceServiceRequest()
     media = content_type.split(";")[0].strip().lower()
     try:
@@ -49,6 +46,40 @@ def decode(body: bytes, content_type: str, content_encoding: str = "") -> list[d
     except Exception as exc:  # protobuf's DecodeError, JSON errors, ParseError: all mean a bad body
         raise OtlpDecodeError(f"not an OTLP ExportTraceServiceRequest: {exc}") from exc
     return list(_rows(request))
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body decoded per Content-Encoding, never inflating past `limit` bytes.
+
+    zlib's `max_length` stops the inflater at the limit, so a small body that would expand
+    to gigabytes costs at most `limit` bytes of memory before it is refused. Gzip bodies
+    may hold several members (RFC 1952); each is inflated in turn.
+    """
+    if encoding in ("", "identity"):
+        if len(body) > limit:
+            raise OtlpTooLarge(f"export body over {limit} bytes (FLOWERBED_MAX_OTLP_DECOMPRESSED_BYTES)")
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise OtlpDecodeError(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or none")
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    out = bytearray()
+    data = body
+    try:
+        while True:
+            inflater = zlib.decompressobj(wbits)
+            out += inflater.decompress(data, limit + 1 - len(out))
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise OtlpTooLarge(f"export decompresses to over {limit} bytes (FLOWERBED_MAX_OTLP_DECOMPRESSED_BYTES); refused")
+            if not inflater.eof:
+                raise OtlpDecodeError(f"body is not valid {encoding}: truncated stream")
+            data = inflater.unused_data
+            if not data or encoding != "gzip":
+                break
+    except zlib.error as exc:
+        raise OtlpDecodeError(f"body is not valid {encoding}: {exc}") from exc
+    if data:
+        raise OtlpDecodeError(f"body is not valid {encoding}: trailing bytes after the stream")
+    return bytes(out)
 
 
 def _hex_ids_to_base64(node: Any) -> Any:

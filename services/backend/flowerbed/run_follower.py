@@ -1,8 +1,9 @@
 """Follows one Flower run's log stream and turns it into Flowerbed events.
 
 StreamLogs delivers text chunks that may split a line; we keep the unfinished tail
-until its newline arrives. Reading resumes from the last timestamp, so a follower
-that restarts (or a backend that was killed) continues without gaps.
+until its newline arrives, and hand it to `on_log` with every chunk so the caller can
+store it beside the cursor. Reading resumes from the last timestamp with that tail, so
+a follower that restarts (or a backend that was killed mid-line) continues without gaps.
 """
 
 from __future__ import annotations
@@ -50,28 +51,35 @@ def follow(
     should_stop: Callable[[], bool] = lambda: False,
     poll: float = 0.5,
 ) -> str:
-    """Read until the run is finished on the SuperLink; returns Flower's final status."""
+    """Read until the run is finished on the SuperLink; returns Flower's final status.
+
+    `on_log(complete_text)` is called for every chunk, also one that only extends the
+    unfinished line (then with ""), after `cursor` has moved: cursor and tail are what to store.
+    """
+
+    def consume(text: str, latest: float) -> None:
+        events, log_text = cursor.feed(text, latest)
+        if on_log:
+            on_log(log_text)
+        for event in events:
+            on_event(event)
+
     cursor = cursor or LogCursor()
     while True:
         for text, latest in _chunks(control, flower_run_id, cursor.after_timestamp):
-            events, log_text = cursor.feed(text, latest)
-            if on_log and log_text:
-                on_log(log_text)
-            for event in events:
-                on_event(event)
+            consume(text, latest)
             if should_stop():
                 return "detached"
         run = control.get_run(flower_run_id)
         if run is None:
             return "unknown"
         if run.finished:
-            # One last read: logs written just before the status flipped.
+            # One last read: logs written just before the status flipped. Nothing follows
+            # it, so an unfinished last line is complete as it is.
             for text, latest in _chunks(control, flower_run_id, cursor.after_timestamp):
-                events, log_text = cursor.feed(text + "\n", latest)
-                if on_log and log_text:
-                    on_log(log_text)
-                for event in events:
-                    on_event(event)
+                consume(text, latest)
+            if cursor.partial:  # stored as a chunk of its own, just after the last one read
+                consume("\n", cursor.after_timestamp + 1e-6)
             return f"{run.status}:{run.sub_status}"
         if should_stop():
             return "detached"

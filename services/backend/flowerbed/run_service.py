@@ -1,12 +1,13 @@
 """The one code path that starts and stops runs (API, CLI and dashboard all land here).
 
-Order matters: validate → DB row → StartRun → remember Flower's id → follow. A run is
-in our history before Flower hears of it, so a crash in between leaves a visible
-`failed` run rather than an untracked Flower run.
+Order matters: validate → admit (cap on active runs) → DB row → StartRun → remember
+Flower's id → follow. A run is in our history before Flower hears of it, so a crash in
+between leaves a visible `failed` run rather than an untracked Flower run.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from flowerbed.db.models import TERMINAL_STATUSES, Run
 from flowerbed.db.run_history import RunHistory
 from flowerbed.flower_control import FlowerControl
 from flowerbed.run_config import FieldError, TrainingConfig
+from flowerbed.run_resume import resume_config
 from flowerbed.run_tracker import RunTracker
 from flowerbed_app import checkpoints, telemetry
 
@@ -33,6 +35,14 @@ class SuperLinkUnavailable(RuntimeError):
     """The SuperLink did not accept a request; the message says what to check."""
 
 
+class TooManyActiveRuns(RuntimeError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"{limit} runs are already pending or running (the limit, set by FLOWERBED_MAX_ACTIVE_RUNS); "
+            "wait for one to finish or stop one"
+        )
+
+
 class RunService:
     def __init__(
         self,
@@ -41,12 +51,16 @@ class RunService:
         control_factory: Callable[[], FlowerControl],
         app_dir: Path,
         model_store: Path,
+        max_active_runs: int = 8,
     ) -> None:
         self.history = history
         self.tracker = tracker
         self.control_factory = control_factory
         self.app_dir = app_dir
         self.model_store = model_store
+        self.max_active_runs = max_active_runs
+        # Counting active runs and adding one must not interleave (two starts at the limit).
+        self._admission = threading.RLock()
 
     def check(self, config: TrainingConfig) -> None:
         """Everything that can be known before Flower is asked; raises FieldError."""
@@ -66,8 +80,41 @@ class RunService:
 
     def start(self, config: TrainingConfig) -> Run:
         self.check(config)
-        run_id = uuid.uuid4().hex
-        self.history.create_run(run_id, config.model_dump(), config.num_rounds, config.from_checkpoint)
+        return self._submit(self._admit(config), config)
+
+    def resume(self, run_id: str) -> Run:
+        """Continue a failed or stopped run from its last checkpoint, as a new run linked to it."""
+        with self._admission:
+            run = self.history.get_run(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            config = resume_config(run, self.model_store, self.history.resumed_by(run_id))
+            self.check(config)
+            self._make_sure_flower_stopped(run)
+            new_run_id = self._admit(config, resumed_from=run_id)
+        return self._submit(new_run_id, config)
+
+    def _make_sure_flower_stopped(self, run: Run) -> None:
+        """A run we recorded failed (SuperLink lost) may live on in Flower: never train the same thing twice."""
+        if run.flower_run_id is None:
+            return
+        try:
+            control = self.control_factory()
+            flower = control.get_run(int(run.flower_run_id))
+            if flower is not None and not flower.finished:
+                control.stop_run(int(run.flower_run_id))
+        except Exception as exc:
+            raise SuperLinkUnavailable(f"cannot check the run's state on the SuperLink before resuming it: {exc}") from exc
+
+    def _admit(self, config: TrainingConfig, resumed_from: str | None = None) -> str:
+        with self._admission:
+            if self.history.active_run_count() >= self.max_active_runs:
+                raise TooManyActiveRuns(self.max_active_runs)
+            run_id = uuid.uuid4().hex
+            self.history.create_run(run_id, config.model_dump(), config.num_rounds, config.from_checkpoint, resumed_from)
+        return run_id
+
+    def _submit(self, run_id: str, config: TrainingConfig) -> Run:
         try:
             overrides = config.overrides(run_id, str(self.model_store))
             # The ServerApp's fl.run span becomes a child of this request's span.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from flowerbed.training_metrics import observe_event, observe_status
 
 log = logging.getLogger(__name__)
 
-RESTART_HINT = "the SuperLink marked the run failed (restart?)"
+RESUME_HINT = "POST /training/{run_id}/resume continues it from its last checkpoint"
 
 
 class _StatusProbe:
@@ -42,10 +43,28 @@ class _StatusProbe:
 
 
 class RunTracker:
-    def __init__(self, history: RunHistory, bus: EventBus, control_factory: Callable[[], FlowerControl]) -> None:
+    """Follows unfinished runs; a run whose SuperLink stays unreachable for `lost_after` s is failed.
+
+    Flower keeps a run alive through a short SuperLink restart (its database holds the
+    messages and the ServerApp reconnects), so an outage alone does not fail a run; one
+    longer than the ServerApp's heartbeat window (60 s in Flower 1.41) ends it on Flower's
+    side too. Waiting for a SuperLink that may never return would leave the run "running"
+    forever, so the follower gives up after `lost_after` seconds and says why.
+    """
+
+    def __init__(
+        self,
+        history: RunHistory,
+        bus: EventBus,
+        control_factory: Callable[[], FlowerControl],
+        lost_after: float = 90.0,
+        superlink: str = "",
+    ) -> None:
         self.history = history
         self.bus = bus
         self.control_factory = control_factory
+        self.lost_after = lost_after
+        self.superlink = superlink
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -100,13 +119,25 @@ class RunTracker:
             self.set_status(run_id, "failed", error="the backend stopped before the run reached the SuperLink; start it again")
             return
         flower_run_id = int(run.flower_run_id)
-        cursor = LogCursor(after_timestamp=run.log_cursor or 0.0, seen_seq=set())
+        cursor = LogCursor(after_timestamp=run.log_cursor or 0.0, partial=run.log_partial or "", seen_seq=set())
         control = self.control_factory()
-        probe = _StatusProbe(control, lambda r: self._on_flower_status(run_id, r))
+        outage: dict[str, float | None] = {"since": None}  # when the SuperLink stopped answering
+
+        def on_status(flower: FlowerRun) -> None:
+            outage["since"] = None
+            self._on_flower_status(run_id, flower)
+
+        stored = {"cursor": cursor.after_timestamp, "partial": cursor.partial}
 
         def on_log(text: str) -> None:
-            self.publish(run_id, self.history.ingest_log_chunk(run_id, text, cursor.after_timestamp))
+            # Complete lines, cursor and the unfinished line are stored together, in one transaction.
+            outage["since"] = None
+            if not text and (cursor.after_timestamp, cursor.partial) == (stored["cursor"], stored["partial"]):
+                return
+            self.publish(run_id, self.history.ingest_log_chunk(run_id, text, cursor.after_timestamp, cursor.partial))
+            stored.update(cursor=cursor.after_timestamp, partial=cursor.partial)
 
+        probe = _StatusProbe(control, on_status)
         while True:
             try:
                 outcome = follow(
@@ -119,12 +150,29 @@ class RunTracker:
                 )
                 break
             except Exception as exc:  # SuperLink unreachable: keep trying, the SuperLink keeps the logs
-                log.warning("run %s: lost the SuperLink (%s); retrying", run_id, exc)
+                since = outage["since"] = outage["since"] or time.monotonic()
+                lost_for = time.monotonic() - since
+                if lost_for >= self.lost_after:
+                    self._give_up(run_id, lost_for, exc)
+                    return
+                log.warning("run %s: lost the SuperLink for %.0f s (%s); retrying", run_id, lost_for, exc)
                 if self._stopping.wait(2.0):
                     return
         if outcome == "detached":
             return
         self._finish(run_id, flower_run_id, outcome, control)
+
+    def _give_up(self, run_id: str, lost_for: float, exc: Exception) -> None:
+        where = f" at {self.superlink}" if self.superlink else ""
+        reason = (
+            f"lost the SuperLink{where}: no answer for {lost_for:.0f} s "
+            f"(FLOWERBED_SUPERLINK_LOST_SECONDS={self.lost_after:g}; last error: {exc or type(exc).__name__}); "
+            + RESUME_HINT.format(run_id=run_id)
+        )
+        log.error("run %s: %s", run_id, reason)
+        last_round = (self.history.rounds(run_id) or [None])[-1]
+        fields = {"accuracy": last_round.accuracy, "loss": last_round.loss} if last_round is not None else {}
+        self.set_status(run_id, "failed", error=reason, **fields)
 
     def _on_flower_status(self, run_id: str, run: FlowerRun) -> None:
         if run.status == "running":
@@ -153,14 +201,21 @@ class RunTracker:
             self.set_status(
                 run_id, "failed", error=f"the SuperLink has no Flower run {flower_run_id} (was its database reset?)", **fields
             )
+        elif outcome == "finished:completed":
+            reason = "Flower reports the run completed, but its run_finished event never arrived; " + RESUME_HINT
+            self.set_status(run_id, "failed", error=reason.format(run_id=run_id), **fields)
         else:
             reason = (failed or {}).get("reason") or ""
             if not reason:
                 try:
-                    reason = control.run_details(flower_run_id)
+                    details = control.run_details(flower_run_id)
                 except Exception:
-                    reason = ""
-            self.set_status(run_id, "failed", error=reason or RESTART_HINT, **fields)
+                    details = ""
+                reason = (
+                    f"Flower ended the run without a result ({details or 'no details'}): its ServerApp stopped, "
+                    "e.g. the SuperLink or the ServerApp executor restarted mid-run; " + RESUME_HINT.format(run_id=run_id)
+                )
+            self.set_status(run_id, "failed", error=reason, **fields)
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> None:
         events = self.history.set_status(run_id, status, **fields)

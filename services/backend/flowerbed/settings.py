@@ -3,7 +3,10 @@
 Everything the backend needs to know about its surroundings lives here, with the
 defaults local mode wants, so routes and services never read the environment
 themselves. Derived defaults (database, model store, token) follow `data_dir`, so
-pointing one variable at a directory is enough to run an isolated backend.
+pointing one variable at a directory is enough to run an isolated backend. The limits
+(body sizes, open event streams, active runs) are settings too, each named in the error a
+client gets when it reaches one. The token and the database password must pass
+`flowerbed.secret_policy`: `create_app` refuses to start otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flowerbed import paths
+from flowerbed.secret_policy import refuse_insecure
 
 TOKEN_FILE = "api-token"
 
@@ -56,10 +60,40 @@ class Settings(BaseSettings):
     )
     api_token: str = Field(
         "",
-        description="Bearer token for mutating requests. Unset: generated once into <data_dir>/api-token (mode 600).",
+        description="Bearer token for mutating requests (at least 24 characters, no placeholder: the backend refuses "
+        "to start otherwise). Unset: generated once into <data_dir>/api-token (mode 600).",
     )
     require_token_for_reads: bool = Field(
-        False, description="Also require the token on GET requests (SSE accepts ?token= since EventSource sends no headers)."
+        False,
+        description="Also require authentication (the token, or a dashboard session) on every read, including "
+        "/metrics, /docs, /redoc and /openapi.json. Compose sets it; local mode leaves reads open on loopback.",
+    )
+    session_ttl_seconds: int = Field(
+        12 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="Lifetime of a dashboard session cookie (HttpOnly, SameSite=Strict), made from the token or a login code.",
+    )
+    login_code_ttl_seconds: int = Field(
+        600,
+        ge=10,
+        le=24 * 3600,
+        description="How long the one-time login code in `flowerbed up`'s Dashboard link stays valid.",
+    )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest request body on every route but /v1/traces; larger ones get 413 unread."
+    )
+    max_otlp_body_bytes: int = Field(16 << 20, ge=1024, description="Largest (compressed) OTLP export body on /v1/traces.")
+    max_otlp_decompressed_bytes: int = Field(
+        64 << 20, ge=1024, description="Largest OTLP export once decompressed (a gzip bomb is refused by size, 413)."
+    )
+    max_sse_streams: int = Field(200, ge=1, description="Event streams (SSE) open at once across all clients; one more gets 429.")
+    max_active_runs: int = Field(8, ge=1, description="Runs pending or running at once; one more start gets 409.")
+    superlink_lost_seconds: float = Field(
+        90.0,
+        ge=5,
+        description="A run whose SuperLink cannot be reached, or no longer knows the run as alive, for this long is "
+        "recorded failed with the reason (resume it with POST /training/{id}/resume).",
     )
     web_dir: Path = Field(
         default_factory=_default_web_dir,
@@ -101,9 +135,14 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'flowerbed.db'}"
         if self.model_store is None:
             self.model_store = self.data_dir / "models"
-        if not self.api_token:
+        # Unset: local mode's generated token. Set but empty: a deployment that forgot it (refused later).
+        if not self.api_token and os.environ.get("FLOWERBED_API_TOKEN") is None:
             self.api_token = load_or_create_token(self.data_dir)
         return self
+
+    def refuse_insecure_secrets(self) -> None:
+        """Raise secret_policy.InsecureSecret if the token or the database password is not a real secret."""
+        refuse_insecure({"FLOWERBED_API_TOKEN": self.api_token, "FLOWERBED_DATABASE_URL": self.database_url})
 
     @property
     def models_path(self) -> Path:

@@ -7,6 +7,7 @@ registry so tests can create apps side by side without duplicate-series errors.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -54,6 +55,13 @@ def observe_status(run_id: str, status: str, bytes_sent: int | None = None, byte
         RUN_BYTES_SENT.labels(run_id).set(bytes_sent)
     if bytes_received is not None:
         RUN_BYTES_RECEIVED.labels(run_id).set(bytes_received)
+
+
+def forget_run(run_id: str) -> None:
+    """Drop a deleted run's series (they would be exposed, and accumulate, forever)."""
+    for series in (ROUND_ACCURACY, ROUND_LOSS, ROUND_CLIENTS, RUN_BYTES_SENT, RUN_BYTES_RECEIVED):
+        with contextlib.suppress(KeyError):  # never observed in this process
+            series.remove(run_id)
 
 
 def exposition() -> bytes:

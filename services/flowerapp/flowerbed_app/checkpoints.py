@@ -97,9 +97,11 @@ def list_checkpoints(store: Path, run_key: str | None = None) -> Iterator[dict[s
     """Metadata of every complete checkpoint (optionally of one run), oldest round first."""
     runs = [store / run_key] if run_key else sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else []
     for directory in runs:
-        if not directory.is_dir():
-            continue
-        for meta_path in sorted(directory.iterdir()):
+        try:
+            entries = sorted(directory.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not there, or deleted while we list (run deletion, retention)
+        for meta_path in entries:
             if _ROUND_FILE.match(meta_path.name):
                 try:
                     yield read_metadata(meta_path)

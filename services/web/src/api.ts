@@ -1,9 +1,11 @@
 /**
- * The backend's HTTP API, typed. Same-origin relative paths only: the backend serves this page in local
- * mode and nginx proxies these paths in compose. Every request carries the bearer token; a 401 asks for
- * the token once and retries.
+ * The backend's HTTP API, typed. Same-origin paths only: the backend serves this page in local mode and
+ * nginx proxies these paths in compose. Requests carry the session cookie (session.ts), mutating ones its
+ * CSRF token too; no URL ever carries a credential. A 401 asks for the token once (trading it for a
+ * session) and retries.
  */
-import { getToken, promptForToken } from "./token";
+import { CSRF_HEADER, csrfToken, isSignedIn, refreshSession } from "./session";
+import { promptForToken } from "./token";
 
 export type RunStatus = "pending" | "running" | "completed" | "failed" | "stopped";
 export const RUN_STATUSES: RunStatus[] = ["pending", "running", "completed", "failed", "stopped"];
@@ -26,6 +28,8 @@ export interface RunSummary {
   flower_run_id?: string | null;
   error?: string | null;
   from_checkpoint?: string | null;
+  /** The failed or stopped run this one continues (POST /training/{id}/resume). */
+  resumed_from?: string | null;
   trace_id?: string | null;
   /** `/#/traces/<id>` (local mode's built-in view) or an absolute Grafana Explore URL (compose). */
   trace_url?: string | null;
@@ -147,9 +151,9 @@ export class ApiError extends Error {
   }
 }
 
-function authHeaders(): Record<string, string> {
-  const token = getToken();
-  return token ? { Authorization: `Bearer ${token}` } : {};
+function csrfHeaders(method: string): Record<string, string> {
+  const token = method === "GET" ? null : csrfToken();
+  return token ? { [CSRF_HEADER]: token } : {};
 }
 
 async function request<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
@@ -157,7 +161,8 @@ async function request<T>(method: string, path: string, body?: unknown, retried 
   try {
     response = await fetch(path, {
       method,
-      headers: { Accept: "application/json", ...authHeaders(), ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
+      credentials: "same-origin",
+      headers: { Accept: "application/json", ...csrfHeaders(method), ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
       body: body !== undefined ? JSON.stringify(body) : undefined,
     });
   } catch {
@@ -171,9 +176,12 @@ async function request<T>(method: string, path: string, body?: unknown, retried 
     data = text;
   }
   if (response.status === 401 && !retried) {
-    const hadToken = getToken() !== null;
-    const token = await promptForToken(hadToken ? "The stored token was rejected. Paste the current API token." : undefined);
-    if (token) return request<T>(method, path, body, true);
+    const reason = isSignedIn() ? "The session ended or the token changed. Paste the current API token." : undefined;
+    if (await promptForToken(reason)) return request<T>(method, path, body, true);
+  }
+  if (response.status === 403 && !retried) {
+    await refreshSession(); // a session from another tab or a restarted page: fetch its CSRF token
+    if (isSignedIn()) return request<T>(method, path, body, true);
   }
   if (!response.ok) {
     const detail = data && typeof data === "object" && "detail" in data ? (data as { detail: unknown }).detail : data;
@@ -194,20 +202,21 @@ export const api = {
   },
   run: (id: string) => request<RunDetail>("GET", `/training/${enc(id)}`),
   stop: (id: string) => request<unknown>("POST", `/training/${enc(id)}/stop`),
+  resume: (id: string) => request<RunSummary>("POST", `/training/${enc(id)}/resume`),
+  remove: (id: string) => request<unknown>("DELETE", `/training/${enc(id)}`),
   nodes: () => request<{ items: NodeInfo[] }>("GET", "/nodes"),
   trace: (traceId: string) => request<Trace>("GET", `/traces/${enc(traceId)}`),
   models: (runId?: string) => request<{ items: ModelInfo[] }>("GET", runId ? `/models?run_id=${enc(runId)}` : "/models"),
 };
 
-/** EventSource cannot send headers, so the token goes in the query string. */
+/** EventSource sends the session cookie by itself (same origin): the URL carries no credential. */
 export function eventsUrl(runId: string): string {
-  const token = getToken();
-  return `/training/${enc(runId)}/events${token ? `?token=${enc(token)}` : ""}`;
+  return `/training/${enc(runId)}/events`;
 }
 
+/** A plain link: the browser sends the session cookie with the download. */
 export function downloadUrl(modelId: string): string {
-  const token = getToken();
-  return `/models/${enc(modelId)}/download${token ? `?token=${enc(token)}` : ""}`;
+  return `/models/${enc(modelId)}/download`;
 }
 
 

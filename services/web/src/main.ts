@@ -1,15 +1,14 @@
-/** Entry point: token capture, top navigation and the hash router. Views own everything below <main>. */
+/** Entry point: sign-in from the link, top navigation and the hash router. Views own everything below <main>. */
 import "./styles.css";
 import { currentRoute, type Route } from "./router";
-import { captureTokenFromUrl, getToken, promptForToken } from "./token";
+import { isSignedIn, refreshSession, signInFromUrl } from "./session";
+import { promptForToken } from "./token";
 import { renderModels } from "./views/models";
 import { renderNodes } from "./views/nodes";
 import { renderRun } from "./views/run";
 import { renderRuns } from "./views/runs";
 import { renderStart } from "./views/start";
 import { renderTrace } from "./views/trace";
-
-captureTokenFromUrl();
 
 const app = document.getElementById("app")!;
 let cleanup: (() => void) | null = null;
@@ -42,13 +41,19 @@ function route(): void {
 
 const tokenButton = document.getElementById("token-button")!;
 function renderTokenButton(): void {
-  const has = getToken() !== null;
+  const has = isSignedIn();
   tokenButton.textContent = has ? "Token ✓" : "Set token";
   tokenButton.classList.toggle("token-set", has);
 }
-tokenButton.addEventListener("click", () => void promptForToken("Paste the API token (`make run` prints it). It is stored in this browser only."));
-document.addEventListener("flowerbed:token", renderTokenButton);
+tokenButton.addEventListener("click", () => void promptForToken("Paste the API token (`make run` prints it). This browser keeps a session, not the token."));
+document.addEventListener("flowerbed:session", renderTokenButton);
 renderTokenButton();
 
-window.addEventListener("hashchange", route);
-route();
+// Sign in first (a login code in the link, an existing session cookie), so the first view's requests
+// already carry the session.
+void (async () => {
+  await signInFromUrl();
+  await refreshSession();
+  window.addEventListener("hashchange", route);
+  route();
+})();

@@ -1,41 +1,12 @@
 /**
- * The API token, Jupyter style: `?token=…` in the URL is stored in localStorage and removed from the
- * address bar; without one, the user is asked once (a small modal) when the API answers 401.
- * This module must not make requests itself; api.ts decides when a token is needed.
+ * The "API token required" modal. The pasted token is traded for a session at once (session.ts) and then
+ * forgotten: it is never stored in the browser and never put in a URL. Shown when the API answers 401, or
+ * from the header's token button.
  */
 import { h } from "./dom";
+import { isSignedIn, signInWithToken, signOut } from "./session";
 
-const KEY = "flowerbed.token";
-
-export function getToken(): string | null {
-  try {
-    return localStorage.getItem(KEY);
-  } catch {
-    return null;
-  }
-}
-
-export function setToken(token: string | null): void {
-  try {
-    if (token) localStorage.setItem(KEY, token);
-    else localStorage.removeItem(KEY);
-  } catch {
-    /* private mode: the token lives only for this page */
-  }
-  document.dispatchEvent(new CustomEvent("flowerbed:token"));
-}
-
-/** Take `?token=` out of the URL (keeping the hash route) and remember it. */
-export function captureTokenFromUrl(): void {
-  const url = new URL(window.location.href);
-  const token = url.searchParams.get("token");
-  if (token === null) return;
-  setToken(token);
-  url.searchParams.delete("token");
-  history.replaceState(history.state, "", url.pathname + url.search + url.hash);
-}
-
-let pending: Promise<string | null> | null = null;
+let pending: Promise<boolean> | null = null;
 
 /** "run `make run` first" → ["run ", <code>make run</code>, " first"] */
 function withCode(text: string): (string | HTMLElement)[] {
@@ -43,29 +14,40 @@ function withCode(text: string): (string | HTMLElement)[] {
 }
 
 /**
- * Ask for the token in a modal. Concurrent callers share one prompt; resolves null when cancelled.
- * `reason` explains why (e.g. the previous token was rejected).
+ * Ask for the token in a modal and sign in with it. Concurrent callers share one prompt; resolves true once
+ * signed in, false when cancelled. A rejected token keeps the modal open with the reason.
+ * `reason` explains why it is asked for.
  */
-export function promptForToken(reason?: string): Promise<string | null> {
+export function promptForToken(reason?: string): Promise<boolean> {
   if (pending) return pending;
-  pending = new Promise<string | null>((resolve) => {
+  pending = new Promise<boolean>((resolve) => {
     const input = h("input", {
       type: "password",
       id: "token-input",
       "data-testid": "token-input",
       autocomplete: "off",
       placeholder: "Paste the API token",
-      value: getToken() ?? "",
     });
-    const close = (value: string | null) => {
+    const problem = h("p", { class: "field-error", "data-testid": "token-error", role: "alert", hidden: true });
+    const close = (signedIn: boolean) => {
       overlay.remove();
       document.removeEventListener("keydown", onKey);
       pending = null;
-      if (value) setToken(value);
-      resolve(value);
+      resolve(signedIn);
     };
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape") close(null);
+      if (e.key === "Escape") close(false);
+    };
+    const submit = async () => {
+      const token = input.value.trim();
+      if (!token) return;
+      input.value = "";
+      if (await signInWithToken(token)) close(true);
+      else {
+        problem.textContent = "The backend rejected this token. Paste the current API token.";
+        problem.hidden = false;
+        input.focus();
+      }
     };
     const form = h(
       "form",
@@ -76,21 +58,25 @@ export function promptForToken(reason?: string): Promise<string | null> {
         "aria-labelledby": "token-title",
         onsubmit: ((e: Event) => {
           e.preventDefault();
-          close(input.value.trim() || null);
+          void submit();
         }) as EventListener,
       },
       h("h2", { id: "token-title" }, "API token required"),
       h(
         "p",
         { class: "muted" },
-        ...withCode(reason ?? "This action needs the Flowerbed API token. `make run` prints it when the platform starts; it is kept in this browser only."),
+        ...withCode(reason ?? "This action needs the Flowerbed API token. `make run` prints it when the platform starts; this browser keeps a session, not the token."),
       ),
       h("label", { for: "token-input", class: "field-label" }, "Token"),
       input,
+      problem,
       h(
         "div",
         { class: "modal-actions" },
-        h("button", { type: "button", class: "btn btn-ghost", onclick: () => close(null) }, "Cancel"),
+        isSignedIn()
+          ? h("button", { type: "button", class: "btn btn-ghost", "data-testid": "sign-out", onclick: () => void signOut().then(() => close(false)) }, "Sign out")
+          : null,
+        h("button", { type: "button", class: "btn btn-ghost", onclick: () => close(false) }, "Cancel"),
         h("button", { type: "submit", class: "btn btn-primary", "data-testid": "token-save" }, "Save token"),
       ),
     );

@@ -1,36 +1,39 @@
-"""The FastAPI application: wiring of settings, database, followers and routers.
+"""The FastAPI application: wiring of settings, database, followers, limits and routers.
 
 `create_app` builds everything from one `Settings`, so tests and `flowerbed serve`
-get the same app. Startup migrates the database and re-attaches a follower to every
-unfinished run; that is how a restarted backend catches up.
+get the same app. It refuses insecure secrets before anything else. Startup migrates
+the database, prunes rows of deleted runs and re-attaches a follower to every unfinished
+run; that is how a restarted backend catches up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from flowerbed.api.deps import authorize
-from flowerbed.api.routes import health, models, nodes, traces, training
+from flowerbed.api.auth import authorize
+from flowerbed.api.errors import install_error_handlers
+from flowerbed.api.limits import BodySizeLimit, StreamSlots
+from flowerbed.api.routes import auth, health, models, nodes, traces, training
+from flowerbed.api.schemas import AUTH_ERRORS
+from flowerbed.api.sessions import LoginCodes, SessionSigner
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
 from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl
-from flowerbed.run_config import FieldError
 from flowerbed.run_detail_cache import RunDetailCache
-from flowerbed.run_service import RunAlreadyFinished, RunNotFound, RunService, SuperLinkUnavailable
+from flowerbed.run_retention import RunRetention
+from flowerbed.run_service import RunService
 from flowerbed.run_tracker import RunTracker
 from flowerbed.settings import Settings
 from flowerbed.trace_store import TraceStore
@@ -38,10 +41,12 @@ from flowerbed.training_metrics import exposition
 from flowerbed_app import telemetry
 
 log = logging.getLogger("flowerbed.api")
+TITLE = "Flowerbed API"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    settings.refuse_insecure_secrets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         metrics_server = _serve_metrics(settings.metrics_port)
 
-        tracker = RunTracker(history, bus, control_factory)
+        tracker = RunTracker(history, bus, control_factory, settings.superlink_lost_seconds, settings.superlink_url)
         app.state.engine = engine
         app.state.history = history
         app.state.traces = TraceStore(session_factory(engine), settings.trace_retention_spans)
@@ -64,7 +69,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.detail_cache = RunDetailCache()
         app.state.control_factory = control_factory
         app.state.tracker = tracker
-        app.state.service = RunService(history, tracker, control_factory, settings.app_dir, settings.models_path)
+        app.state.service = RunService(
+            history, tracker, control_factory, settings.app_dir, settings.models_path, settings.max_active_runs
+        )
+        app.state.retention = RunRetention(session_factory(engine), history, settings.models_path)
+        if pruned := await asyncio.to_thread(app.state.retention.prune_orphans):
+            log.info("pruned %d event, round and log rows of deleted runs", pruned)
         resumed = tracker.attach_unfinished()
         if resumed:
             log.info("following %d unfinished run(s) again: %s", len(resumed), ", ".join(resumed))
@@ -76,12 +86,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics_server.server_close()
 
     app = FastAPI(
-        title="Flowerbed API",
+        title=TITLE,
         version="0.1.0",
-        description="Start, follow and stop federated training runs on Flower; browse and download checkpoints.",
+        description="Start, follow, stop, resume and delete federated training runs on Flower; browse and download "
+        "checkpoints. Authenticate with `Authorization: Bearer <token>`, or in a browser with the session "
+        "POST /auth/session opens.",
         lifespan=lifespan,
+        docs_url=None,  # served below, behind `authorize` (reads may need the token)
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
+    app.state.sessions = SessionSigner(settings.api_token, settings.session_ttl_seconds)
+    app.state.login_codes = LoginCodes(settings.login_code_ttl_seconds)
+    app.state.stream_slots = StreamSlots(settings.max_sse_streams)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -92,18 +110,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     protected = [Depends(authorize)]
     app.include_router(health.router)
+    app.include_router(auth.router)
     for router in (training.router, nodes.router, models.router, traces.router):
-        app.include_router(router, dependencies=protected)
+        app.include_router(router, dependencies=protected, responses=AUTH_ERRORS)
+    _add_protected_extras(app)
+    _instrument(app)
+    install_error_handlers(app)
+    _serve_dashboard(app, settings.web_dir)
+    app.add_middleware(BodySizeLimit, limit_for=_body_limits(settings))  # added last: runs first
+    return app
 
-    @app.get("/metrics", include_in_schema=False)
+
+def _body_limits(settings: Settings) -> Any:
+    def limit_for(path: str) -> tuple[int, str]:
+        if path == traces.EXPORT_PATH:
+            return settings.max_otlp_body_bytes, "FLOWERBED_MAX_OTLP_BODY_BYTES"
+        return settings.max_body_bytes, "FLOWERBED_MAX_BODY_BYTES"
+
+    return limit_for
+
+
+def _add_protected_extras(app: FastAPI) -> None:
+    """/metrics and the API docs: reads like any other (open, or behind the token when reads need it)."""
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(authorize)])
     def metrics() -> Response:
         """Prometheus exposition of the training series (deploy/prometheus scrapes it)."""
         return Response(exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    _instrument(app)
-    _install_error_handlers(app)
-    _serve_dashboard(app, settings.web_dir)
-    return app
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} — docs")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{TITLE} — ReDoc")
 
 
 def _serve_metrics(port: int | None) -> WSGIServer | None:
@@ -126,55 +171,28 @@ def _instrument(app: FastAPI) -> None:
     """Request spans (and the httpx calls to the SuperLink) when OTEL_* enables tracing.
 
     /v1/traces is excluded: in local mode the backend exports to itself, and tracing
-    its own span exports would feed back forever.
+    its own span exports would feed back forever. Query strings are redacted from the
+    spans' URL attributes (flowerbed.url_redaction).
     """
     if not telemetry.enabled():
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
+    from flowerbed.url_redaction import client_request_hook, server_request_hook
+
     telemetry.setup("flowerbed-backend")
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="v1/traces,health,ready,metrics")
-    HTTPXClientInstrumentor().instrument()
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(FieldError)
-    async def field_error(request: Request, exc: FieldError) -> JSONResponse:
-        # Same shape as FastAPI's own 422, so clients handle one format.
-        detail = [{"type": "value_error", "loc": ["body", exc.field], "msg": exc.reason, "input": _json_safe(exc.value)}]
-        return JSONResponse({"detail": detail}, status_code=422)
-
-    @app.exception_handler(RunNotFound)
-    async def not_found(request: Request, exc: RunNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(RunAlreadyFinished)
-    async def conflict(request: Request, exc: RunAlreadyFinished) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(SuperLinkUnavailable)
-    async def unavailable(request: Request, exc: SuperLinkUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's own shape; but inputs like NaN (Python's json accepts it) must not break the encoder.
-        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="v1/traces,health,ready,metrics", server_request_hook=server_request_hook
+    )
+    HTTPXClientInstrumentor().instrument(request_hook=client_request_hook)
 
 
 def _serve_dashboard(app: FastAPI, web_dir: Path) -> None:
-    """Serve the built dashboard at / (SPA: unknown paths get index.html), if it was built."""
+    """Serve the built dashboard at / (SPA: unknown paths get index.html), if it was built.
+
+    The files are public even when reads need the token: the page is how one signs in.
+    """
     index = web_dir / "index.html"
     if not index.is_file():
         return

@@ -21,12 +21,24 @@ class Message(BaseModel):
     detail: str
 
 
+# Answers any route may give before it runs: documented once, attached where they apply.
+AUTH_ERRORS: dict[int | str, dict] = {
+    401: {"model": Message, "description": "No valid token (Authorization: Bearer) or session."},
+    403: {"model": Message, "description": "A session without its CSRF token (X-CSRF-Token) on a mutating request."},
+}
+BODY_ERRORS: dict[int | str, dict] = {
+    400: {"model": Message, "description": "The body could not be decoded (not UTF-8, or not parseable)."},
+    413: {"model": Message, "description": "The body is over FLOWERBED_MAX_BODY_BYTES."},
+}
+
+
 class StartedRun(BaseModel):
     run_id: str
     status: RunStatus
     flower_run_id: str | None
     created_at: datetime
     config: dict[str, Any]
+    resumed_from: str | None = Field(None, description="The failed or stopped run this one continues.")
 
 
 class StoppingRun(BaseModel):
@@ -48,6 +60,7 @@ class RunSummary(BaseModel):
     flower_run_id: str | None
     error: str | None
     from_checkpoint: str | None
+    resumed_from: str | None = Field(None, description="The failed or stopped run this one continues.")
 
     @classmethod
     def of(cls, run: Run, rounds_completed: int) -> RunSummary:
@@ -65,6 +78,7 @@ class RunSummary(BaseModel):
             flower_run_id=run.flower_run_id,
             error=run.error,
             from_checkpoint=run.from_checkpoint,
+            resumed_from=run.resumed_from,
         )
 
 
@@ -135,7 +149,19 @@ class RunPage(BaseModel):
 
 class RunLogs(BaseModel):
     run_id: str
-    logs: str
+    logs: str = Field(description="Lines offset … offset + limit - 1 of the ServerApp's output.")
+    offset: int = 0
+    limit: int = 1000
+    next_offset: int | None = Field(None, description="Where the next page starts; null on the last page.")
+
+
+class DeletedRun(BaseModel):
+    run_id: str
+    checkpoints: int = Field(description="Checkpoints removed from the model store.")
+    events: int
+    rounds: int
+    log_chunks: int
+    spans: int
 
 
 class NodeInfo(BaseModel):

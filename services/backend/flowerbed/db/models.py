@@ -20,6 +20,7 @@ class Base(DeclarativeBase):
 
 
 TERMINAL_STATUSES = ("completed", "failed", "stopped")
+RESUMABLE_STATUSES = ("failed", "stopped")
 STATUSES = ("pending", "running", *TERMINAL_STATUSES)
 
 
@@ -42,6 +43,8 @@ class Run(Base):
     log_cursor: Mapped[float] = mapped_column(Float, default=0.0)
     from_checkpoint: Mapped[str | None] = mapped_column(String(200))
     trace_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    log_partial: Mapped[str | None] = mapped_column(Text)
+    resumed_from: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class RunEvent(Base):

@@ -57,7 +57,12 @@ class RunHistory:
 
     # -- writes -----------------------------------------------------------------
     def create_run(
-        self, run_id: str, config: Mapping[str, Any], num_rounds: int, from_checkpoint: str | None
+        self,
+        run_id: str,
+        config: Mapping[str, Any],
+        num_rounds: int,
+        from_checkpoint: str | None,
+        resumed_from: str | None = None,
     ) -> tuple[Run, list[StoredEvent]]:
         with self.sessions.begin() as session:
             run = Run(
@@ -68,6 +73,7 @@ class RunHistory:
                 created_at=utcnow(),
                 log_cursor=0.0,
                 from_checkpoint=from_checkpoint,
+                resumed_from=resumed_from,
             )
             session.add(run)
             session.flush()
@@ -88,12 +94,18 @@ class RunHistory:
         self._committed(run_id)
         return events
 
-    def ingest_log_chunk(self, run_id: str, text: str, cursor: float) -> list[StoredEvent]:
-        """Store a chunk of complete ServerApp log lines with its cursor; returns new events."""
+    def ingest_log_chunk(self, run_id: str, text: str, cursor: float, partial: str | None = None) -> list[StoredEvent]:
+        """Store a chunk of complete ServerApp log lines with its cursor; returns new events.
+
+        `partial` is the unfinished line after the chunk, stored with the cursor: reading
+        resumes after the cursor, so a restarted follower needs it to complete the line.
+        """
         with self.sessions.begin() as session:
             run = session.get_one(Run, run_id, with_for_update=True)
             new: list[StoredEvent] = []
             already_read = 0 < cursor <= (run.log_cursor or 0.0)  # a chunk re-read after a restart
+            if not already_read:
+                run.log_partial = partial or None
             if text and not already_read:
                 session.add(RunLog(run_id=run_id, chunk=text, ts=time.time()))
             for record in parse_events(text):
@@ -129,6 +141,10 @@ class RunHistory:
         at no cost: caches of the detail key on it.
         """
         return self._revisions.get(run_id, 0)
+
+    def note_deleted(self, run_id: str) -> None:
+        """The run's rows were deleted (flowerbed.run_retention): nothing cached about it may be served."""
+        self._committed(run_id)
 
     def _committed(self, run_id: str) -> None:
         with self._revisions_lock:
@@ -173,6 +189,36 @@ class RunHistory:
     def logs(self, run_id: str) -> str:
         with self.sessions() as session:
             return "".join(session.scalars(select(RunLog.chunk).where(RunLog.run_id == run_id).order_by(RunLog.id)))
+
+    def log_lines(self, run_id: str, offset: int, limit: int) -> tuple[list[str], bool]:
+        """Lines `offset`…`offset + limit - 1` of a run's log, and whether more follow.
+
+        Chunks hold whole lines; they are read in order and only as far as the page needs.
+        """
+        lines: list[str] = []
+        skipped = 0
+        with self.sessions() as session:
+            chunks = session.scalars(
+                select(RunLog.chunk).where(RunLog.run_id == run_id).order_by(RunLog.id).execution_options(yield_per=64)
+            )
+            for chunk in chunks:
+                for line in chunk.splitlines(keepends=True):
+                    if skipped < offset:
+                        skipped += 1
+                    elif len(lines) < limit:
+                        lines.append(line)
+                    else:
+                        return lines, True
+        return lines, False
+
+    def active_run_count(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(Run).where(Run.status.not_in(TERMINAL_STATUSES))) or 0
+
+    def resumed_by(self, run_id: str) -> list[Run]:
+        """Runs that continue this one, oldest first."""
+        with self.sessions() as session:
+            return list(session.scalars(select(Run).where(Run.resumed_from == run_id).order_by(Run.created_at)))
 
     def unfinished_run_ids(self) -> list[str]:
         with self.sessions() as session:

@@ -256,9 +256,37 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
       r.config?.model ? h("span", { class: "chip" }, String(r.config.model)) : null,
       r.config?.strategy ? h("span", { class: "chip" }, String(r.config.strategy)) : null,
       r.from_checkpoint ? h("span", { class: "chip" }, `from ${shortId(r.from_checkpoint, 12)}`) : null,
+      r.resumed_from ? h("a", { class: "chip", href: href(`runs/${r.resumed_from}`) }, `continues ${shortId(r.resumed_from)}`) : null,
     );
     const again = h("a", { class: "btn btn-ghost", href: href("start", { resume: r.run_id }) }, "Run again");
-    mount(header, pageHeader(`Run ${shortId(r.run_id)}`, subtitle, ...([trace, again, stopBtn].filter(Boolean) as Node[])));
+    const resumeBtn =
+      (r.status === "failed" || r.status === "stopped") &&
+      h("button", { class: "btn", "data-testid": "resume-button", title: "Continue from the last checkpoint as a new run", onclick: () => void resume() }, "Resume");
+    const deleteBtn =
+      TERMINAL.has(r.status) &&
+      h("button", { class: "btn btn-ghost", "data-testid": "delete-button", onclick: () => void remove() }, "Delete");
+    mount(header, pageHeader(`Run ${shortId(r.run_id)}`, subtitle, ...([trace, again, resumeBtn, deleteBtn, stopBtn].filter(Boolean) as Node[])));
+  }
+
+  async function resume() {
+    try {
+      const next = await api.resume(runId);
+      toast("Resumed from the last checkpoint as a new run.");
+      window.location.hash = href(`runs/${next.run_id}`);
+    } catch (err) {
+      toast(`Could not resume: ${(err as Error).message}`, "error");
+    }
+  }
+
+  async function remove() {
+    if (!window.confirm("Delete this run, its history, logs and checkpoints? This cannot be undone.")) return;
+    try {
+      await api.remove(runId);
+      toast("Run deleted.");
+      window.location.hash = href("runs");
+    } catch (err) {
+      toast(`Could not delete: ${(err as Error).message}`, "error");
+    }
   }
 
   function timing() {

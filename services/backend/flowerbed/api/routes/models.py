@@ -1,16 +1,25 @@
 """/models: checkpoints in the model store, listed, described and served after a sha256 check.
 
-The ServerApp writes the store; the backend only reads it, and never unpickles.
+The ServerApp writes the store (and prunes it, per run's `keep_checkpoints`); the backend
+reads it, never unpickles, and deletes a run's directory only with the run
+(flowerbed.run_retention). Checkpoints can disappear at any moment, so a listing shows
+only those whose weights exist, and a download hashes and sends one open file: a
+checkpoint removed meanwhile is a 404, never a 500 or a file that fails its checksum.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from flowerbed.api.deps import SettingsDep
 from flowerbed.api.schemas import Message, ModelInfo, ModelList
@@ -19,6 +28,7 @@ from flowerbed_app import checkpoints
 router = APIRouter(prefix="/models", tags=["models"])
 
 RUN_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+CHUNK = 1 << 20
 
 
 def _info(meta: dict[str, Any]) -> ModelInfo:
@@ -53,7 +63,8 @@ def list_models(
     settings: SettingsDep, run_id: Annotated[str | None, Query(pattern=RUN_KEY, description="Only this run's.")] = None
 ) -> ModelList:
     """Every complete checkpoint, by run then round."""
-    return ModelList(items=[_info(m) for m in checkpoints.list_checkpoints(settings.models_path, run_id)])
+    found = checkpoints.list_checkpoints(settings.models_path, run_id)
+    return ModelList(items=[_info(m) for m in found if FilePath(m["path"]).is_file()])
 
 
 @router.get("/{model_id}", response_model=ModelInfo, responses={404: {"model": Message}})
@@ -63,23 +74,49 @@ def get_model(model_id: Annotated[str, Path(max_length=300)], settings: Settings
 
 @router.get(
     "/{model_id}/download",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The safetensors file."},
         404: {"model": Message},
         409: {"model": Message, "description": "The file fails its sha256."},
     },
 )
-def download_model(model_id: Annotated[str, Path(max_length=300)], settings: SettingsDep) -> FileResponse:
-    """The weights, only if they still match the sha256 recorded when they were written."""
-    meta = _find(settings, model_id)
-    try:
-        path = checkpoints.verify(meta)
-    except checkpoints.CheckpointError as exc:
-        raise HTTPException(409, str(exc)) from None
-    return FileResponse(
-        path,
+async def download_model(model_id: Annotated[str, Path(max_length=300)], settings: SettingsDep) -> StreamingResponse:
+    """The weights, only if they still match the sha256 recorded when they were written.
+
+    Authenticate with the Authorization header or the dashboard's session cookie.
+    """
+    meta = await run_in_threadpool(_find, settings, model_id)
+    handle = await run_in_threadpool(_open_verified, meta)
+    return StreamingResponse(
+        _read(handle),
         media_type="application/octet-stream",
-        filename=f"{meta['model_id']}.safetensors",
-        headers={"X-Checksum-Sha256": meta["sha256"]},
+        headers={
+            "Content-Disposition": f'attachment; filename="{meta["model_id"]}.safetensors"',
+            "Content-Length": str(os.fstat(handle.fileno()).st_size),
+            "X-Checksum-Sha256": meta["sha256"],
+        },
     )
+
+
+def _open_verified(meta: dict[str, Any]) -> BinaryIO:
+    """The weights file, open, after its sha256 matched: what is sent is what was hashed."""
+    try:
+        handle = open(meta["path"], "rb")  # noqa: SIM115 — closed by _read or below
+    except FileNotFoundError:
+        raise HTTPException(404, f"model {meta['model_id']} was deleted") from None
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(CHUNK), b""):
+        digest.update(block)
+    if digest.hexdigest() != meta.get("sha256"):
+        handle.close()
+        raise HTTPException(409, f"checkpoint {meta['model_id']} fails its sha256 (file changed or corrupt)")
+    handle.seek(0)
+    return handle
+
+
+def _read(handle: BinaryIO) -> Iterator[bytes]:
+    try:
+        yield from iter(lambda: handle.read(CHUNK), b"")
+    finally:
+        handle.close()

@@ -10,14 +10,17 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from pydantic import BaseModel
 
-from flowerbed.otlp_ingest import OtlpDecodeError, decode
+from flowerbed.api.deps import SettingsDep
+from flowerbed.api.schemas import Message
+from flowerbed.otlp_ingest import OtlpDecodeError, OtlpTooLarge, decode
 from flowerbed.trace_store import TraceStore
 
 router = APIRouter(tags=["traces"])
-MAX_EXPORT_BYTES = 16 * 1024 * 1024
+EXPORT_PATH = "/v1/traces"
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -34,26 +37,38 @@ class TraceOut(BaseModel):
 
 
 @router.post(
-    "/v1/traces",
+    EXPORT_PATH,
     summary="OTLP/HTTP trace export (protobuf or JSON)",
-    responses={400: {"description": "Not an OTLP trace export"}, 413: {"description": "Body too large"}},
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/x-protobuf": {}, "application/json": {}},
+            "description": "ExportTraceServiceResponse, in the request's encoding",
+        },
+        400: {"model": Message, "description": "Not an OTLP trace export"},
+        413: {"model": Message, "description": "Body too large, compressed (FLOWERBED_MAX_OTLP_BODY_BYTES) or not"},
+    },
 )
-async def export_traces(request: Request, traces: TracesDep) -> Response:
-    body = await request.body()
-    if len(body) > MAX_EXPORT_BYTES:
-        raise HTTPException(413, f"export body over {MAX_EXPORT_BYTES} bytes; lower OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+async def export_traces(request: Request, traces: TracesDep, settings: SettingsDep) -> Response:
+    body = await request.body()  # at most FLOWERBED_MAX_OTLP_BODY_BYTES: flowerbed.api.limits cuts it off
     content_type = request.headers.get("content-type", "application/x-protobuf")
+    encoding = request.headers.get("content-encoding", "")
     try:
-        rows = decode(body, content_type, request.headers.get("content-encoding", ""))
+        # Inflating and protobuf decoding are CPU work: off the event loop, like the insert.
+        rows = await run_in_threadpool(decode, body, content_type, encoding, settings.max_otlp_decompressed_bytes)
+    except OtlpTooLarge as exc:
+        raise HTTPException(413, f"body: {exc}; lower OTEL_BSP_MAX_EXPORT_BATCH_SIZE") from None
     except OtlpDecodeError as exc:
         raise HTTPException(400, f"body: {exc}") from None
-    traces.add(rows)
+    await run_in_threadpool(traces.add, rows)
     if content_type.startswith("application/json"):
         return Response("{}", media_type="application/json")
     return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
 
 
-@router.get("/traces/{trace_id}", response_model=TraceOut, responses={404: {"description": "No spans for this trace"}})
+@router.get(
+    "/traces/{trace_id}", response_model=TraceOut, responses={404: {"model": Message, "description": "No spans for this trace"}}
+)
 def get_trace(
     trace_id: Annotated[str, Path(pattern=TRACE_ID.pattern, description="32 hex digits")], traces: TracesDep
 ) -> TraceOut:

@@ -1,18 +1,31 @@
-"""/training: start, list, inspect, follow (SSE), stop runs and read their logs."""
+"""/training: start, list, inspect, follow (SSE), stop, resume and delete runs; read their logs."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from flowerbed.api.deps import BusDep, DetailCacheDep, HistoryDep, ServiceDep, SettingsDep
-from flowerbed.api.schemas import Message, RoundDetail, RunDetail, RunLogs, RunPage, RunSummary, StartedRun, StoppingRun
-from flowerbed.db.models import TERMINAL_STATUSES
+from flowerbed.api.limits import SlotStreamingResponse, StreamSlots
+from flowerbed.api.schemas import (
+    BODY_ERRORS,
+    DeletedRun,
+    Message,
+    RoundDetail,
+    RunDetail,
+    RunLogs,
+    RunPage,
+    RunSummary,
+    StartedRun,
+    StoppingRun,
+)
+from flowerbed.db.models import TERMINAL_STATUSES, Run
 from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent, as_utc
 from flowerbed.run_config import TrainingConfig
 from flowerbed.run_service import RunNotFound
@@ -23,20 +36,47 @@ from flowerbed_app.progress_events import to_json
 router = APIRouter(prefix="/training", tags=["training"])
 
 KEEPALIVE_SECONDS = 15.0
+LOG_PAGE_MAX = 10_000
 NOT_FOUND = {404: {"model": Message, "description": "No run with this id."}}
+TOO_MANY_RUNS = {409: {"model": Message, "description": "The cap on active runs (FLOWERBED_MAX_ACTIVE_RUNS) is reached."}}
 
 
-@router.post("/start", status_code=202, response_model=StartedRun, responses={503: {"model": Message}})
-def start_training(config: TrainingConfig, service: ServiceDep) -> StartedRun:
-    """Validate, record and submit a run; progress then arrives on /training/{run_id}/events."""
-    run = service.start(config)
+def _started(run: Run) -> StartedRun:
     return StartedRun(
         run_id=run.run_id,
         status="pending",
         flower_run_id=run.flower_run_id,
         created_at=as_utc(run.created_at),  # type: ignore[arg-type]
         config=run.config,
+        resumed_from=run.resumed_from,
     )
+
+
+@router.post(
+    "/start", status_code=202, response_model=StartedRun, responses={**TOO_MANY_RUNS, **BODY_ERRORS, 503: {"model": Message}}
+)
+def start_training(config: TrainingConfig, service: ServiceDep) -> StartedRun:
+    """Validate, record and submit a run; progress then arrives on /training/{run_id}/events."""
+    return _started(service.start(config))
+
+
+@router.post(
+    "/{run_id}/resume",
+    status_code=202,
+    response_model=StartedRun,
+    responses={
+        **NOT_FOUND,
+        409: {"model": Message, "description": "Not failed or stopped, already resumed, nothing left, or the run cap."},
+        503: {"model": Message},
+    },
+)
+def resume_run(run_id: str, service: ServiceDep) -> StartedRun:
+    """Continue a failed or stopped run from its newest checkpoint up to its last round.
+
+    A new run (its `resumed_from` names this one) trains the rounds left; this run keeps
+    its status and error.
+    """
+    return _started(service.resume(run_id))
 
 
 @router.get("/schema")
@@ -57,7 +97,11 @@ def list_runs(
     return RunPage(items=[RunSummary.of(r, counts.get(r.run_id, 0)) for r in runs], total=total, limit=limit, offset=offset)
 
 
-def _get_run(history: RunHistory, run_id: str):  # type: ignore[no-untyped-def]
+async def get_stream_slots(request: Request) -> StreamSlots:
+    return request.app.state.stream_slots
+
+
+def _get_run(history: RunHistory, run_id: str) -> Run:
     run = history.get_run(run_id)
     if run is None:
         raise RunNotFound(run_id)
@@ -110,7 +154,11 @@ def _run_detail(history: RunHistory, run_id: str, settings: Settings) -> RunDeta
 
 @router.get(
     "/{run_id}/events",
-    responses={**NOT_FOUND, 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+    responses={
+        **NOT_FOUND,
+        200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."},
+        429: {"model": Message, "description": "Too many event streams open (FLOWERBED_MAX_SSE_STREAMS)."},
+    },
     response_class=StreamingResponse,
 )
 async def run_events(
@@ -118,19 +166,23 @@ async def run_events(
     request: Request,
     history: HistoryDep,
     bus: BusDep,
+    slots: Annotated[StreamSlots, Depends(get_stream_slots)],
     last_event_id: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """Every stored event, then live ones; ends once the run is terminal and all was sent.
 
     Resume with the `Last-Event-ID` header (browsers do it on reconnect) or `?last_event_id=`.
+    Authenticate with the Authorization header or the dashboard's session cookie.
     """
     await run_in_threadpool(_get_run, history, run_id)
     after = last_event_id or 0
     if last_event_id_header and last_event_id_header.strip().isdigit():
         after = max(after, int(last_event_id_header.strip()))
-    return StreamingResponse(
+    slots.acquire()
+    return SlotStreamingResponse(
         _stream(run_id, after, request, history, bus),
+        slots=slots,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -178,7 +230,32 @@ def stop_run(run_id: str, service: ServiceDep) -> StoppingRun:
 
 
 @router.get("/{run_id}/logs", response_model=RunLogs, responses=NOT_FOUND)
-def run_logs(run_id: str, history: HistoryDep) -> RunLogs:
-    """The ServerApp's output as read from the SuperLink so far."""
+def run_logs(
+    run_id: str,
+    history: HistoryDep,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000, description="First line to return (0-based).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=LOG_PAGE_MAX, description="Most lines to return.")] = 1000,
+) -> RunLogs:
+    """The ServerApp's output as read from the SuperLink so far, a page of lines at a time.
+
+    `next_offset` is the `offset` of the next page, null on the last one.
+    """
     _get_run(history, run_id)
-    return RunLogs(run_id=run_id, logs=history.logs(run_id))
+    lines, more = history.log_lines(run_id, offset, limit)
+    return RunLogs(
+        run_id=run_id, logs="".join(lines), offset=offset, limit=limit, next_offset=offset + len(lines) if more else None
+    )
+
+
+@router.delete(
+    "/{run_id}",
+    response_model=DeletedRun,
+    responses={
+        **NOT_FOUND,
+        409: {"model": Message, "description": "The run is still active, or its checkpoints cannot be deleted."},
+    },
+)
+def delete_run(run_id: str, history: HistoryDep, request: Request) -> DeletedRun:
+    """Remove a finished run: its record, events, rounds, logs, spans and checkpoint files."""
+    deleted = request.app.state.retention.delete(_get_run(history, run_id))
+    return DeletedRun(run_id=run_id, **dataclasses.asdict(deleted))
