@@ -411,3 +411,22 @@ def test_web_proxies_api_paths_and_streams_training_events():
         assert path in proxied, f"web does not proxy {path}"
     sse = next(body for loc, body in locations.items() if loc.endswith("/training/"))
     assert "proxy_buffering off" in sse
+
+
+def test_the_stack_tests_know_every_one_shot_job(variant):
+    """The live tests wait for every long-running service to be healthy; one-shot jobs exit."""
+    from compose_fixture import ONE_SHOT
+
+    _, cfg = variant
+    one_shots = {name for name, svc in cfg["services"].items() if is_one_shot(svc)}
+    assert one_shots <= ONE_SHOT, f"one-shot jobs unknown to tests/compose_fixture.py: {one_shots - ONE_SHOT}"
+
+
+def test_the_stack_refuses_weak_secrets_before_anything_holds_them(base):
+    """`preflight` runs the backend's secret policy on every secret the stack holds; their holders wait for it."""
+    preflight = base["services"]["preflight"]
+    checked = set(preflight["command"][2:])
+    assert preflight["command"][:2] == ["flowerbed", "check-secrets"]
+    assert checked == {"FLOWERBED_API_TOKEN", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+    for holder in ("backend", "postgres", "grafana"):
+        assert base["services"][holder]["depends_on"]["preflight"]["condition"] == "service_completed_successfully", holder

@@ -36,7 +36,7 @@ def up(tls: bool) -> int:
     log("docker compose up -d --wait …")
     seconds = s.up()
     log(f"all services healthy after {seconds:.0f}s")
-    print(f"Dashboard: {s.url('FLOWERBED_WEB_PORT')}/")
+    print(f"Dashboard: {s.login_link()}")
     print(f"API token: {env['FLOWERBED_API_TOKEN']}   (also in {s.env_file.relative_to(ROOT)})")
     return 0
 

@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,3 +188,16 @@ class ComposeStack:
 
     def url(self, port_variable: str) -> str:
         return f"http://127.0.0.1:{self.env[port_variable]}"
+
+    def login_link(self) -> str:
+        """The dashboard URL with a one-time login code (as `flowerbed up` prints it): the code
+        sits in the fragment, which no request carries, and is worthless once used."""
+
+        request = urllib.request.Request(
+            self.url("FLOWERBED_WEB_PORT") + "/auth/login-codes",
+            method="POST",
+            headers={"Authorization": f"Bearer {self.env['FLOWERBED_API_TOKEN']}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            code = json.loads(response.read())["code"]
+        return f"{self.url('FLOWERBED_WEB_PORT')}/#login={code}"
