@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -86,7 +87,7 @@ def test_control_api_over_https_with_the_ca(tls_superlink: tuple[str, Path], tmp
 
 def test_metrics_port_serves_the_exposition_without_a_token(tmp_path: Path) -> None:
     port = free_port()
-    settings = Settings(data_dir=tmp_path, api_token="t" * 40, metrics_port=port, superlink_url="127.0.0.1:9")
+    settings = Settings(data_dir=tmp_path, api_token=secrets.token_hex(20), metrics_port=port, superlink_url="127.0.0.1:9")
     with TestClient(create_app(settings)):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             body = response.read().decode()
