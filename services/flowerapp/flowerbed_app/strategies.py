@@ -68,6 +68,7 @@ def build_strategy(
         events=events,
         needed_nodes=needed_nodes,
         node_wait_timeout=settings.node_wait_timeout,
+        round_timeout=settings.round_timeout,
         evaluate_every=settings.evaluate_every,
         round_offset=round_offset,
         selection=settings.selection,
