@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -51,3 +52,14 @@ def run_training(
     finally:
         timer.cancel()
     return outcome
+
+
+def node_ids(federation: Federation) -> dict[int, int]:
+    """Partition id → Flower node id of each SuperNode (from its log; supernode-<i+1> serves partition i)."""
+    ids = {}
+    for process in federation.processes:
+        if process.role == "supernode":
+            match = re.search(r"SuperNode ID: (\d+)", Path(process.log).read_text())
+            assert match, f"no node id in {process.log}"
+            ids[int(process.name.rsplit("-", 1)[1]) - 1] = int(match.group(1))
+    return ids

@@ -98,6 +98,14 @@ def _byzantine(record: ArrayRecord, server_round: int) -> None:
             record[name] = Array((rng.standard_normal(values.shape) * 50.0).astype(values.dtype))
 
 
+def _overflow(record: ArrayRecord, server_round: int) -> None:
+    """Finite weights near float32's largest value: valid, and the average is still finite."""
+    for name, array in list(record.items()):
+        values = array.numpy()
+        if np.issubdtype(values.dtype, np.floating):
+            record[name] = Array(np.full(values.shape, 3e38, dtype=values.dtype))
+
+
 ARRAY_FAULTS: dict[str, Callable[[ArrayRecord, int], None]] = {
     "nan": _nan,
     "inf": _inf,
@@ -107,6 +115,7 @@ ARRAY_FAULTS: dict[str, Callable[[ArrayRecord, int], None]] = {
     "extra-array": _extra_array,
     "garbage": _garbage,
     "byzantine": _byzantine,
+    "overflow": _overflow,
 }
 
 
