@@ -29,7 +29,7 @@ from flwr.clientapp import ClientApp
 from flowerbed_app import privacy, telemetry, update_compression
 from flowerbed_app import reply_contract as contract
 from flowerbed_app.compute_slots import maybe_compute_slot
-from flowerbed_app.handler_deadline import deadline
+from flowerbed_app.handler_deadline import deadline, seconds_left
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import Partition, load_partition
 from flowerbed_app.process_clock import process_started_at
@@ -89,7 +89,8 @@ def train_fn(msg: Message, context: Context) -> Message:
         **{"fl.round": server_round, "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
     ) as span:
         try:
-            with deadline(settings.round_timeout, f"train of round {server_round}"), maybe_compute_slot() as slot_acquired:
+            limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
+            with deadline(limit, f"train of round {server_round}"), maybe_compute_slot() as slot_acquired:
                 span.set_attribute("fl.slot_wait_seconds", slot_acquired - handler_started)
                 reply = _train(msg, context, settings, server_round, span, handler_started, slot_acquired)
         finally:
@@ -214,7 +215,8 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
         **{"fl.round": int(config.get("server-round", 0)), "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
     ):
         try:
-            with deadline(settings.round_timeout, "federated evaluation"), maybe_compute_slot() as slot_acquired:
+            limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
+            with deadline(limit, "federated evaluation"), maybe_compute_slot() as slot_acquired:
                 partition_id, part = _partition(settings, context)
                 model = _global_model(settings, msg)
                 x_val, y_val = _capped(settings, part.x_val, part.y_val)
