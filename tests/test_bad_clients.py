@@ -48,6 +48,14 @@ def test_nan_wrong_shape_and_garbage_nodes_fail_alone_and_the_run_completes_fini
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
     assert outcome.of("run_finished")[0]["accuracy"] > 0.3
 
+    # Under central DP, Flower's wrapper skips the aggregation of a round with any failed node
+    # (its privacy accounting assumes every sampled node): the failures are still each node's.
+    central = run_training(federation, {**SMALL, "num-server-rounds": 1, "dp": "central", "min-available-nodes": 5})
+    assert central.flower_status == "finished:completed", central.events[-3:]
+    (round_,) = central.of("round_finished")
+    assert {f["node_id"] for f in round_["failures"]} == set(expected), round_["failures"]
+    assert all(f["reason"].startswith("update rejected: ") for f in round_["failures"])
+
 
 def test_a_non_finite_global_model_or_too_few_valid_updates_fail_the_run_with_the_reason(start_federation, tmp_path):
     # Partition 2 sends finite weights near float32's limit: valid, so aggregated; FedAvgM's server

@@ -54,6 +54,7 @@ class RoundRecord:
     bytes: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] = field(default_factory=dict)
     span: Any = None  # the fl.round span, ended when the round's event is emitted
+    replies_seen: bool = False
 
     def mark(self, phase: str) -> None:
         self.timeline[phase] = round(time.time() - self.started, 3)
@@ -191,13 +192,19 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
                 for node_id in choice.chosen
             ]
 
-        def aggregate_train(
-            self, server_round: int, replies: Iterable[Message]
-        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        def record_replies(self, server_round: int, replies: Iterable[Message]) -> list[Message]:
+            """Note each selected node's valid reply or failure, once per round; the replies in node order.
+
+            Called by `aggregate_train`, and before it by the central-DP wrapper (strategies.py),
+            which skips a round with any failed node without calling us. Raises
+            TooFewValidReplies when fewer valid replies than min-nodes remain."""
             record = self.current(server_round)
             # Replies arrive in whatever order the clients finish; float sums depend on the
             # order, so aggregating in node order makes a run with the same seeds reproducible.
             replies = sorted(replies, key=self._node_of)
+            if record.replies_seen:
+                return replies
+            record.replies_seen = True
             record.mark("train_replies")
             answered = set()
             for msg in replies:
@@ -213,6 +220,7 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
                 if node_id not in answered:
                     reason = f"no reply before round-timeout ({self.round_timeout:g} s)"
                     record.failures.append({"node_id": node_id, "phase": "train", "reason": reason})
+            record.privacy = self._privacy(released=False)
             if len(record.clients) < self.min_train_nodes:
                 failures = "; ".join(f"node {f['node_id']}: {f['reason']}" for f in record.failures)
                 record.end_span()
@@ -220,6 +228,13 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
                     f"round {record.round}: {len(record.clients)} valid update(s), fewer than min-nodes="
                     f"{self.min_train_nodes} — {failures or 'no node was selected'}"
                 )
+            return replies
+
+        def aggregate_train(
+            self, server_round: int, replies: Iterable[Message]
+        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+            record = self.current(server_round)
+            replies = self.record_replies(server_round, replies)
             with (
                 telemetry.use_span(record.span),
                 telemetry.span("aggregate", **{"fl.replies": len(replies)}),
