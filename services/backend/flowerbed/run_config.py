@@ -92,7 +92,8 @@ class TrainingConfig(BaseModel):
     keep_checkpoints: str = Field(
         checkpoint_retention.DEFAULT,
         max_length=10,
-        pattern=checkpoint_retention.PATTERN,
+        # Published for forms and clients; enforced by RunSettings.validate, whose error says what is valid.
+        json_schema_extra={"pattern": checkpoint_retention.PATTERN},
         description="Checkpoints this run keeps (one is written per round): all, best, or last-N (the N newest). "
         "The newest and the best (centralized accuracy) are always kept.",
     )
