@@ -29,7 +29,9 @@ def test_nan_wrong_shape_and_garbage_nodes_fail_alone_and_the_run_completes_fini
     faults = {1: "huge-count", 2: "nan", 3: "wrong-shape", 4: "garbage"}
     federation = start_federation(5, extra_env=fault_env(faults, tmp_path / "faults"))
     nodes = node_ids(federation)
-    outcome = run_training(federation, {**SMALL, "num-server-rounds": 2, "min-nodes": 2, "min-available-nodes": 5})
+    # Federated evaluation too (every round): those replies pass the same screen (the faults spoil training only).
+    overrides = {**SMALL, "num-server-rounds": 2, "min-nodes": 2, "min-available-nodes": 5, "evaluate-every": 1}
+    outcome = run_training(federation, {**overrides, "fraction-evaluate": 1.0})
 
     assert outcome.flower_status == "finished:completed", outcome.events[-3:]
     expected = {nodes[2]: "non-finite values", nodes[3]: "has shape", nodes[4]: "undecodable"}
@@ -43,6 +45,8 @@ def test_nan_wrong_shape_and_garbage_nodes_fail_alone_and_the_run_completes_fini
         # The node claiming a billion examples weighs what its partition can hold (max-train-examples here).
         assert clients[1]["num_examples"] == 300 and clients[1]["num_examples_claimed"] == 10**9
         assert clients[0]["num_examples"] == 300 and "num_examples_claimed" not in clients[0]
+        assert {f["phase"] for f in round_["failures"]} == {"train"}
+        assert 0 < round_["federated_evaluation"]["eval-accuracy"] <= 1, round_["federated_evaluation"]
     final = outcome.of("checkpoint_saved")[-1]
     weights = checkpoints.load_state_dict(checkpoints.find_checkpoint(_store(federation), final["model_id"]))
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())

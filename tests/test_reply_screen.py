@@ -148,3 +148,19 @@ def test_split_sizes_are_the_partitions_sizes() -> None:
         for partition in range(3):
             part = load_partition(settings.partition_spec(partition, 3))
             assert sizes[partition] == (len(part.y_train), len(part.y_val))
+
+
+def test_evaluate_replies_are_screened_and_capped_by_the_validation_split() -> None:
+    sent = Message(content=SENT.content, metadata=_metadata("e", kind="evaluate"))
+
+    def reply(**metrics: float) -> Message:
+        values = {reply_contract.WEIGHT: 10**9, "eval-loss": 0.5, "eval-accuracy": 0.8} | metrics
+        client = ConfigRecord({"partition-id": 0, "num-partitions": 3})
+        content = RecordDict({"metrics": MetricRecord(values), "client": client})  # type: ignore[arg-type]
+        return Message(content=content, metadata=_metadata("er", reply_to="e", kind="evaluate"))
+
+    screen = ReplyScreen(RunSettings())
+    _, val_size = split_sizes(RunSettings().partition_spec(0, 3))[0]
+    assert screen(sent, reply()).content["metrics"]["num-examples"] == val_size
+    rejected = screen(sent, reply(**{"eval-loss": float("nan")}))
+    assert rejected.has_error() and "'eval-loss' is not a finite number" in rejected.error.reason
