@@ -84,19 +84,19 @@ class ReplyScreen:
             )
         client = content.config_records[contract.CLIENT]
         metrics = content.metric_records[contract.METRICS]
-        check_metrics(metrics, contract.TRAIN_METRICS if train else contract.EVALUATE_METRICS)
-        cap = self._cap(client.get(contract.PARTITION_ID), client.get(contract.NUM_PARTITIONS), train)
-        weight = capped_weight(metrics, cap)
-        if weight != metrics[contract.WEIGHT]:
-            client["num-examples-claimed"] = metrics[contract.WEIGHT]
-            metrics[contract.WEIGHT] = weight
-        if train:
+        if train:  # the update first: when it is bad, that is the reason worth reading
             update = content[contract.ARRAYS]
             dense, sent_bytes = self._dense_update(sent.content[contract.ARRAYS], update)
             if dense is not update:
                 content[contract.ARRAYS] = dense
                 client["compressed"] = True
             client["bytes-sent"], client["bytes-dense"] = sent_bytes, record_bytes(dense)
+        check_metrics(metrics, contract.TRAIN_METRICS if train else contract.EVALUATE_METRICS)
+        cap = self._cap(client.get(contract.PARTITION_ID), client.get(contract.NUM_PARTITIONS), train)
+        weight = capped_weight(metrics, cap)
+        if weight != metrics[contract.WEIGHT]:
+            client["num-examples-claimed"] = metrics[contract.WEIGHT]
+            metrics[contract.WEIGHT] = weight
 
     def _dense_update(self, global_model: ArrayRecord, update: ArrayRecord) -> tuple[ArrayRecord, int]:
         """The update as checked dense weights, and the bytes it travelled as."""

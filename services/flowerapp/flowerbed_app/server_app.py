@@ -16,6 +16,7 @@ after the last round's evaluation and checkpoint, and fails if any of them faile
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -195,6 +196,13 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         )
         for future in pending:
             future.result()  # every round evaluated and checkpointed before the run finishes
+    except Exception:
+        # A run failing in round r+1 still finishes round r: its evaluation, checkpoint and
+        # event are what a user resumes from.
+        for future in pending:
+            with contextlib.suppress(Exception):
+                future.result()
+        raise
     finally:
         evaluator.shutdown(wait=False, cancel_futures=True)
     if "round" not in final:
