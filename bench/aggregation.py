@@ -5,6 +5,8 @@ Our ServerApp runs Flower's strategies, whose weighted average is computed by
 checked here on every run). The baseline that matters is the machine's memory
 bandwidth: copying the same bytes once. The bandwidth of an aggregation counts the
 bytes it must read (all updates), from the records as they arrive in replies.
+Also timed: the checks every update passes before it may be aggregated
+(`flowerbed_app.update_validation`, what `reply_screen` runs on each reply).
 
     .venv/bin/python bench/aggregation.py [--clients 10] [--repeat 5] [--json]
 """
@@ -22,6 +24,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from flowerbed_app.fast_aggregation import aggregate_arrayrecords as fast_aggregate_arrayrecords
 from flowerbed_app.models import create_model
+from flowerbed_app.update_validation import check_arrays, layout_of
 
 
 def _best_of(variants: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
@@ -65,6 +68,7 @@ def main() -> None:
             out += w * f
         return out
 
+    layouts = layout_of(replies[0]["arrays"])
     source = np.concatenate(flat)
     target = np.empty_like(source)
     seconds = _best_of(
@@ -72,15 +76,17 @@ def main() -> None:
             "ours": lambda: fast_aggregate_arrayrecords(replies, "num-examples"),
             "flower": lambda: aggregate_arrayrecords(replies, "num-examples"),
             "numpy": numpy_weighted,
+            "checks": lambda: [check_arrays(r["arrays"], layouts) for r in replies],
             "copy": lambda: np.copyto(target, source),
         },
         args.repeat,
     )
     ours, flower, numpy_time, copy_time = seconds["ours"], seconds["flower"], seconds["numpy"], seconds["copy"]
+    checks = seconds["checks"]
 
     gbps = {
         name: total_bytes / t / 1e9
-        for name, t in (("ours", ours), ("flower", flower), ("numpy", numpy_time), ("copy", copy_time))
+        for name, t in (("ours", ours), ("flower", flower), ("numpy", numpy_time), ("checks", checks), ("copy", copy_time))
     }
     table = [
         [
@@ -101,6 +107,12 @@ def main() -> None:
             f"{gbps['numpy']:.2f}",
             f"{gbps['numpy'] / gbps['copy']:.2f}",
         ],
+        [
+            "update checks before aggregation",
+            f"{checks * 1000:.1f}",
+            f"{gbps['checks']:.2f}",
+            f"{gbps['checks'] / gbps['copy']:.2f}",
+        ],
         ["memory copy of the same bytes", f"{copy_time * 1000:.1f}", f"{gbps['copy']:.2f}", "1.00"],
     ]
     emit(
@@ -110,7 +122,8 @@ def main() -> None:
             "clients": args.clients,
             "model": args.model,
             "bytes": total_bytes,
-            "seconds": {"ours": ours, "flower": flower, "numpy": numpy_time, "copy": copy_time},
+            "seconds": {"ours": ours, "flower": flower, "numpy": numpy_time, "checks": checks, "copy": copy_time},
+            "checks_vs_aggregation": round(checks / ours, 3),
             "fraction_of_copy": round(gbps["ours"] / gbps["copy"], 3),
             "flower_fraction_of_copy": round(gbps["flower"] / gbps["copy"], 3),
             "speedup_vs_flower": round(flower / ours, 2),

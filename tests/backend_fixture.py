@@ -27,6 +27,7 @@ import pytest
 from conftest import env_extra, free_port, running_federation
 
 from flowerbed import launcher
+from flowerbed.process_leash import leash
 
 TERMINAL = ("completed", "failed", "stopped")
 # Small runs: the machine is shared; these keep a round to a few seconds of compute.
@@ -103,6 +104,7 @@ def spawn_backend(
             stdin=subprocess.DEVNULL,
             env=proc_env,
             start_new_session=True,
+            preexec_fn=leash(),  # gone with this test session, however it ends
         )
     backend = BackendProcess(proc, f"http://127.0.0.1:{port}", token, data_dir, log, env or {})
     deadline = time.monotonic() + timeout

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -22,6 +24,19 @@ DATASET_DIR = "/usr/share/datasets/fashion-mnist"
 os.environ.setdefault("FLOWERBED_CACHE_DIR", str(ROOT / ".flowerbed" / "test-cache"))
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A CI timeout sends SIGTERM, which by default ends Python on the spot: no fixture tears
+    down, and every federation, backend and `flowerbed up` a test started lives on. Ending
+    the session as Ctrl-C does instead runs every teardown. (If the session is then
+    SIGKILLed, the processes it started still get SIGTERM from the kernel: process_leash.)"""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: None)  # a second SIGTERM must not cut the teardown short
+        raise KeyboardInterrupt("SIGTERM: stopping the test session and everything it started")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -51,3 +52,27 @@ def run_training(
     finally:
         timer.cancel()
     return outcome
+
+
+def node_ids(federation: Federation) -> dict[int, int]:
+    """Partition id → Flower node id of each SuperNode (from its log; supernode-<i+1> serves partition i)."""
+    ids = {}
+    for process in federation.processes:
+        if process.role == "supernode":
+            match = re.search(r"SuperNode ID: (\d+)", Path(process.log).read_text())
+            assert match, f"no node id in {process.log}"
+            ids[int(process.name.rsplit("-", 1)[1]) - 1] = int(match.group(1))
+    return ids
+
+
+def warm_caches(num_nodes: int, overrides: dict[str, Any]) -> None:
+    """Build the partitions and split sizes a run with `overrides` needs, in this process:
+    tests whose timing matters then do not wait for N ClientApps importing `datasets` at once."""
+    from flowerbed_app.partition_cache import load_partition, load_test_split, split_sizes
+    from flowerbed_app.run_settings import RunSettings
+
+    settings = RunSettings.from_run_config({k: v for k, v in overrides.items() if k in RunSettings().to_run_config()})
+    for partition in range(num_nodes):
+        load_partition(settings.partition_spec(partition, num_nodes))
+    split_sizes(settings.partition_spec(0, num_nodes))
+    load_test_split(settings.dataset)

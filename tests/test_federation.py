@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import re
 from pathlib import Path
 
 import pytest
-from federation_runs import run_training
+from federation_runs import node_ids, run_training
 
 from flowerbed import launcher
 from flowerbed_app import checkpoints
@@ -48,17 +47,11 @@ def test_two_rounds_iid_learn_and_checkpoints_reproduce_accuracy(start_federatio
         assert accuracy == pytest.approx(r["accuracy"], abs=1e-9)
 
 
-def _node_id_of(process: launcher.RunningProcess) -> int:
-    match = re.search(r"SuperNode ID: (\d+)", Path(process.log).read_text())
-    assert match, f"no node id in {process.log}"
-    return int(match.group(1))
-
-
 def test_killed_supernode_is_recorded_and_run_completes(start_federation):
     federation = start_federation(3)
     victim_node = next(p for p in federation.processes if p.name == "supernode-3")
     victim_exec = next(p for p in federation.processes if p.name == "superexec-clientapp-3")
-    victim_id = _node_id_of(victim_node)
+    victim_id = node_ids(federation)[2]
     killed = []
 
     def kill_on_first_round(event):

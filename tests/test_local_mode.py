@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -16,52 +15,49 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import free_port, free_ports
+from process_census import alive, kill_all, leftovers_after, processes_using
+
+from flowerbed.process_leash import leash
 
 pytestmark = pytest.mark.federation
 
 
-def _processes_using(data_dir: Path) -> list[str]:
-    """Every live process whose environment or command line names this data dir."""
-    found = []
-    needle = str(data_dir).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+def _start_up(data_dir: Path, nodes: int) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`flowerbed up` as a user starts it; returns the process, its Dashboard URL and its output so far."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "flowerbed.cli", "up", "--nodes", str(nodes), "--port", str(port),
+        "--superlink-port", str(free_port()), "--supernode-port", str(free_ports(nodes)), "--data-dir", str(data_dir),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=leash()
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    output: list[str] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
         try:
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            if needle in (entry / "environ").read_bytes() or needle in (entry / "cmdline").read_bytes():
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120])
-        except (OSError, IndexError):
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
             continue
-    return found
+        output.append(line)
+        if line.startswith("Dashboard: "):
+            url = line.split(" ", 1)[1].strip()
+            while not any(out.startswith("API token: ") for out in output):  # printed right after
+                output.append(lines.get(timeout=30))
+            return proc, url, output
+    proc.kill()
+    raise AssertionError("flowerbed up printed no Dashboard line:\n" + "".join(output))
 
 
 def test_up_prints_a_working_dashboard_url_and_stops_without_orphans(tmp_path):
     data_dir = tmp_path / "local"
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "flowerbed.cli", "up", "--nodes", "2", "--port", str(port),
-        "--superlink-port", str(free_port()), "--supernode-port", str(free_ports(2)), "--data-dir", str(data_dir),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    proc, url, output = _start_up(data_dir, 2)
+    port = int(url.split(":")[2].split("/")[0])
     try:
-        output, url = [], None
-        deadline = time.monotonic() + 180
-        while url is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                assert proc.poll() is None, "".join(output)
-                continue
-            output.append(line)
-            if line.startswith("Dashboard: "):
-                url = line.split(" ", 1)[1].strip()
-        while not any(line.startswith("API token: ") for line in output):  # printed right after
-            output.append(lines.get(timeout=30))
-        assert url, "".join(output)
         token = (data_dir / "api-token").read_text().strip()
         # The link carries no token: a one-time login code, in the fragment (never sent to a server).
         assert token not in "".join(output)[: "".join(output).index("API token: ")]
@@ -88,49 +84,28 @@ def test_up_prints_a_working_dashboard_url_and_stops_without_orphans(tmp_path):
         assert ls.returncode == 0 and json.loads(ls.stdout)["success"], ls.stdout + ls.stderr
         logs = {p.name for p in (data_dir / "logs").iterdir()}
         assert {"superlink.log", "supernode-1.log", "supernode-2.log", "backend.log"} <= logs
-        assert _processes_using(data_dir)
+        assert processes_using(data_dir)
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    leftovers = []
-    for _ in range(50):  # process groups get SIGKILL after their grace period; give them a moment
-        leftovers = _processes_using(data_dir)
-        if not leftovers:
-            break
-        time.sleep(0.2)
+    # process groups get SIGKILL after their grace period; give them a moment
+    leftovers = leftovers_after(data_dir, 10)
+    kill_all(leftovers)
     assert not leftovers, leftovers
     assert not (data_dir / "federation.json").exists()
 
 
-def test_executors_exit_when_their_owner_is_killed(tmp_path):
-    """Even a SIGKILLed owner leaves no Flower executors behind (Flower's parent watchdog)."""
-    script = (
-        "import sys, time; from pathlib import Path; from flowerbed import launcher; from flowerbed.topology import Ports;"
-        f"launcher.start(Path({str(tmp_path)!r}), 1, Ports({free_port()}, {free_ports(1)}));"
-        "print('ready', flush=True); time.sleep(600)"
-    )
-    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert owner.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
-        state = json.loads((tmp_path / "federation.json").read_text())
-        executors = [p["pid"] for p in state["processes"] if p["role"].startswith("superexec")]
-        assert len(executors) == 2
-    finally:
-        owner.kill()
-        owner.wait()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(pid) for pid in executors):
-        time.sleep(0.2)
-    alive = [pid for pid in executors if _alive(pid)]
-    # Clean up what this test started either way (SuperLink/SuperNode have no watchdog).
-    for process in state["processes"]:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process["pid"], signal.SIGKILL)
-    assert not alive, f"executors outlived their owner: {alive}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def test_nothing_outlives_a_killed_flowerbed_up(tmp_path):
+    """SIGKILL leaves `flowerbed up` no chance to clean up: its SuperLink, SuperNodes, executors
+    and backend must still go (the kernel's parent-death signal, process_leash)."""
+    data_dir = tmp_path / "local"
+    proc, _, _ = _start_up(data_dir, 2)
+    state = json.loads((data_dir / "federation.json").read_text())
+    roles = {p["role"] for p in state["processes"]}
+    assert {"superlink", "supernode", "superexec-clientapp", "superexec-serverapp", "backend"} <= roles
+    assert all(alive(p["pid"]) for p in state["processes"])
+    proc.kill()
+    proc.wait()
+    leftovers = leftovers_after(data_dir, 20)
+    kill_all(leftovers)  # whatever this test started, gone either way
+    assert not leftovers, f"outlived their killed owner: {leftovers}"

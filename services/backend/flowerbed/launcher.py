@@ -2,6 +2,8 @@
 
 Every process gets its own process group, so stopping one also ends what it spawned
 (superexec → flwr-serverapp / flwr-clientapp): no orphans after Ctrl-C or SIGTERM.
+And every process is leashed to its owner (`process_leash`): if the owner dies without
+stopping them — SIGKILL, a crash — the kernel sends each one SIGTERM.
 The federation is described in `<data dir>/federation.json` so other commands
 (`flowerbed train`, `flowerbed down`, tests) can find and reuse it.
 """
@@ -19,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flowerbed.flower_control import FlowerControl
+from flowerbed.process_leash import leash
 from flowerbed.topology import Ports, ProcessSpec, local_processes
 
 STATE_FILE = "federation.json"
@@ -163,6 +166,7 @@ def _spawn(spec: ProcessSpec, env: dict[str, str], logs: Path) -> RunningProcess
             stdin=subprocess.DEVNULL,
             env=proc_env,
             start_new_session=True,
+            preexec_fn=leash(),
         )
     return RunningProcess(spec.name, spec.role, proc.pid, str(log_path))
 

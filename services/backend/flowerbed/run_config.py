@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowerbed_app import checkpoint_retention
 from flowerbed_app.run_settings import RunSettings, SettingsError
 
 # API field → RunSettings attribute, where the names differ.
@@ -88,6 +89,14 @@ class TrainingConfig(BaseModel):
     beta_2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi β₂.")
     trim_beta: float = Field(0.2, gt=0, lt=0.5, description="FedTrimmedAvg: share cut from each end.")
     krum_num_malicious: int = Field(0, ge=0, le=1000, strict=True, description="Krum: tolerated malicious nodes f.")
+    keep_checkpoints: str = Field(
+        checkpoint_retention.DEFAULT,
+        max_length=10,
+        # Published for forms and clients; enforced by RunSettings.validate, whose error says what is valid.
+        json_schema_extra={"pattern": checkpoint_retention.PATTERN},
+        description="Checkpoints this run keeps (one is written per round): all, best, or last-N (the N newest). "
+        "The newest and the best (centralized accuracy) are always kept.",
+    )
     from_checkpoint: str | None = Field(
         None, max_length=200, description="Model id to resume from; rounds continue at its round + 1."
     )

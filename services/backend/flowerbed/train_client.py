@@ -89,7 +89,7 @@ def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) 
     run = response.json()
     run_id = run["run_id"]
     info(f"run {run_id} (Flower run {run['flower_run_id']}): {body['num_rounds']} rounds of {body['model']}", args.json)
-    checkpoints: list[str] = []
+    checkpoints: dict[str, str] = {}  # model id → path, in round order; pruned ones leave
     arrived: dict[int, float] = {}  # round → seconds since the run was started
     status = "pending"
     try:
@@ -98,7 +98,9 @@ def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) 
                 arrived[int(data["round"])] = round(time.time() - started, 3)
                 _progress(data, body["num_rounds"], args.json)
             elif kind == "checkpoint_saved":
-                checkpoints.append(data["path"])
+                checkpoints[data["model_id"]] = data["path"]
+                for model_id in data.get("pruned") or []:  # deleted by the run's keep-checkpoints policy
+                    checkpoints.pop(model_id, None)
             elif kind == "waiting_for_nodes":
                 info(f"waiting for nodes ({data['connected']}/{data['needed']})", args.json)
             elif kind == "status":
@@ -128,7 +130,7 @@ def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) 
             }
             for r in detail["rounds"]
         ],
-        "checkpoints": checkpoints,
+        "checkpoints": list(checkpoints.values()),
         "seconds": round(time.time() - started, 3),
         "error": detail["error"],
     }
@@ -136,7 +138,7 @@ def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) 
         print(json.dumps(result))
     else:
         print(f"{status}: final accuracy {result['accuracy']} in {result['seconds']:.1f}s")
-        for path in checkpoints:
+        for path in checkpoints.values():
             print(f"  checkpoint {path}")
         if result["error"]:
             print(f"  reason: {result['error']}", file=sys.stderr)

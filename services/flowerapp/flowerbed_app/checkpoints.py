@@ -26,6 +26,10 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, malformed or fails its sha256."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, file size limit, permissions); none was left behind."""
+
+
 def default_store() -> Path:
     """Where checkpoints go when no store is configured for the run."""
     if env := os.environ.get("FLOWERBED_MODEL_STORE"):
@@ -61,52 +65,60 @@ def save_checkpoint(
     state_dict: Mapping[str, Any],
     metadata: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Write weights then metadata atomically; returns the metadata written."""
-    from safetensors.torch import save_file  # lazy: listing needs no torch
+    """Write weights then metadata atomically; returns the metadata written.
+
+    On any failure (a full disk, a file size limit) nothing of this checkpoint stays
+    behind, and CheckpointWriteError says what happened in words ("no space left on
+    device writing checkpoint round 2 …")."""
+    from safetensors.torch import save  # lazy: listing needs no torch
 
     if not _SAFE_KEY.match(run_key):
         raise CheckpointError(f"unsafe run key {run_key!r}")
     directory = store / run_key
-    directory.mkdir(parents=True, exist_ok=True)
     stem = f"round-{server_round:04d}"
     weights = directory / f"{stem}.safetensors"
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, weights)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    meta = {
-        **metadata,
-        "model_id": model_id(run_key, server_round),
-        "run_key": run_key,
-        "round": server_round,
-        "file": weights.name,
-        "sha256": sha256_file(weights),
-        "size": weights.stat().st_size,
-        "created_at": time.time(),
-    }
     meta_path = directory / f"{stem}.json"
-    _atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+    # Serialized in memory, written with Python's I/O: a failed write is an OSError with its
+    # errno (safetensors' own writer reports it as an opaque string), and the sha256 needs no re-read.
+    payload = save({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _atomic_write_bytes(weights, payload)
+        meta = {
+            **metadata,
+            "model_id": model_id(run_key, server_round),
+            "run_key": run_key,
+            "round": server_round,
+            "file": weights.name,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "size": len(payload),
+            "created_at": time.time(),
+        }
+        _atomic_write_bytes(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+    except OSError as exc:
+        weights.unlink(missing_ok=True)  # weights without their metadata are no checkpoint
+        reason = (exc.strerror or str(exc)).lower()
+        raise CheckpointWriteError(f"{reason} writing checkpoint round {server_round} to {directory}") from exc
     return {**meta, "path": str(weights), "metadata_path": str(meta_path)}
 
 
 def list_checkpoints(store: Path, run_key: str | None = None) -> Iterator[dict[str, Any]]:
     """Metadata of every complete checkpoint (optionally of one run), oldest round first."""
-    runs = [store / run_key] if run_key else sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else []
+    runs = [store / run_key] if run_key else sorted(_entries(store))
     for directory in runs:
-        try:
-            entries = sorted(directory.iterdir())
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # not there, or deleted while we list (run deletion, retention)
-        for meta_path in entries:
+        for meta_path in sorted(_entries(directory)):  # a run pruned or deleted meanwhile lists nothing
             if _ROUND_FILE.match(meta_path.name):
                 try:
                     yield read_metadata(meta_path)
                 except CheckpointError:
                     continue  # half-written or foreign file: not a checkpoint
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def read_metadata(meta_path: Path) -> dict[str, Any]:
@@ -149,11 +161,12 @@ def load_state_dict(meta: Mapping[str, Any]) -> dict[str, Any]:
     return load_file(str(verify(meta)))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Temp file + rename: readers see the old file or the whole new one, never a part."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,6 +8,10 @@ model inside the train reply: one message phase per round instead of two.
 What must outlive the process — the DP accountant's history, the compression
 residual — lives in `context.state`, which the SuperNode keeps per run and hands to
 the next ClientApp of that run (in memory: a restarted SuperNode starts afresh).
+
+Replies follow `reply_contract`, which the ServerApp checks every reply against. A
+handler still running at the round's timeout is stopped (`handler_deadline`): Flower
+would leave it running and its node out of every later round.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from flowerbed_app import privacy, telemetry, update_compression
+from flowerbed_app import reply_contract as contract
 from flowerbed_app.compute_slots import maybe_compute_slot
+from flowerbed_app.handler_deadline import deadline, seconds_left
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import Partition, load_partition
 from flowerbed_app.process_clock import process_started_at
@@ -35,7 +41,6 @@ app = ClientApp()
 
 DP_STATE = "dp-accountant"
 RESIDUAL_STATE = "compression-residual"
-GARBAGE_ENV = "FLOWERBED_GARBAGE_NODE"
 
 if threads := int(os.environ.get("FLOWERBED_TORCH_THREADS", "0")):
     # Several ClientApps share two cores; oversubscribed BLAS threads slow all of them.
@@ -66,7 +71,7 @@ def _capped(settings: RunSettings, x: Any, y: Any) -> tuple[Any, Any]:
 
 def _global_model(settings: RunSettings, msg: Message) -> torch.nn.Module:
     model = create_model(settings.model)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(msg.content[contract.ARRAYS].to_torch_state_dict())
     return model
 
 
@@ -84,7 +89,8 @@ def train_fn(msg: Message, context: Context) -> Message:
         **{"fl.round": server_round, "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
     ) as span:
         try:
-            with maybe_compute_slot() as slot_acquired:
+            limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
+            with deadline(limit, f"train of round {server_round}"), maybe_compute_slot() as slot_acquired:
                 span.set_attribute("fl.slot_wait_seconds", slot_acquired - handler_started)
                 reply = _train(msg, context, settings, server_round, span, handler_started, slot_acquired)
         finally:
@@ -129,9 +135,10 @@ def _train(
         proximal_mu=float(config.get("proximal-mu", 0.0)),  # FedProx puts mu into the train config
         dp=dp,
     )
-    metrics = MetricRecord(
+    metrics = contract.metric_record(
+        contract.TRAIN_METRICS,
         {
-            "num-examples": result.num_examples,
+            contract.WEIGHT: result.num_examples,
             "train-loss": result.loss,
             "train-accuracy": result.accuracy,
             "train-seconds": result.seconds,
@@ -139,22 +146,18 @@ def _train(
             "val-loss": val_loss,
             "val-accuracy": val_accuracy,
             "val-examples": len(y_val),
-        }
+        },
     )
     span.set_attribute("train.loss", result.loss)
-    client = _client_record(partition_id, handler_started, slot_acquired)
+    client = _client_record(context, handler_started, slot_acquired)
     if result.privacy_history is not None:
         context.state[DP_STATE] = ConfigRecord(privacy.history_to_config(result.privacy_history))  # type: ignore[arg-type]
         client["epsilon"] = privacy.epsilon(result.privacy_history, settings.dp_delta)
         client["dp-steps"] = sum(steps for _, _, steps in result.privacy_history)
-    weights = model.state_dict()
-    if _is_garbage_node(context, partition_id):
-        weights = _garbage(weights, seed=server_round)
-        client["garbage"] = True
-    arrays = ArrayRecord(weights)
+    arrays = ArrayRecord(model.state_dict())
     if settings.compression != "none":
         arrays = _compress(arrays, received, context, settings)
-    content = RecordDict({"arrays": arrays, "metrics": metrics, "client": client})
+    content = RecordDict({contract.ARRAYS: arrays, contract.METRICS: metrics, contract.CLIENT: client})
     return Message(content=content, reply_to=msg)
 
 
@@ -171,20 +174,6 @@ def _compress(arrays: ArrayRecord, received: dict[str, torch.Tensor], context: C
     )
     context.state[RESIDUAL_STATE] = ArrayRecord({k: Array(v) for k, v in new_residual.items()})
     return ArrayRecord({k: Array(v) for k, v in sent.items()})
-
-
-def _is_garbage_node(context: Context, partition_id: int) -> bool:
-    """Test-only: node-config `garbage=1`, or FLOWERBED_GARBAGE_NODE listing this partition id."""
-    if str(context.node_config.get("garbage", "0")).lower() in ("1", "true", "yes"):
-        return True
-    listed = os.environ.get(GARBAGE_ENV, "")
-    return str(partition_id) in {part.strip() for part in listed.split(",") if part.strip()}
-
-
-def _garbage(weights: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Random weights of the right shapes and large magnitude: a Byzantine client."""
-    generator = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=generator) * 50.0 if v.is_floating_point() else v for k, v in weights.items()}
 
 
 def step_scope(every: int) -> Any:
@@ -226,24 +215,31 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
         **{"fl.round": int(config.get("server-round", 0)), "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
     ):
         try:
-            with maybe_compute_slot() as slot_acquired:
+            limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
+            with deadline(limit, "federated evaluation"), maybe_compute_slot() as slot_acquired:
                 partition_id, part = _partition(settings, context)
                 model = _global_model(settings, msg)
                 x_val, y_val = _capped(settings, part.x_val, part.y_val)
                 loss, accuracy = evaluate(model, x_val, y_val)
         finally:
             telemetry.flush()
-    metrics = MetricRecord({"num-examples": len(y_val), "eval-loss": loss, "eval-accuracy": accuracy})
-    client = _client_record(partition_id, handler_started, slot_acquired)
-    return Message(content=RecordDict({"metrics": metrics, "client": client}), reply_to=msg)
+    metrics = contract.metric_record(
+        contract.EVALUATE_METRICS, {contract.WEIGHT: len(y_val), "eval-loss": loss, "eval-accuracy": accuracy}
+    )
+    client = _client_record(context, handler_started, slot_acquired)
+    content = RecordDict({contract.METRICS: metrics, contract.CLIENT: client})
+    return Message(content=content, reply_to=msg)
 
 
-def _client_record(partition_id: int, handler_started: float, slot_acquired: float) -> ConfigRecord:
-    """Who answered, and the wall-clock timeline of this short-lived process
-    (`t-slot-acquired` = `t-handler-start` unless it waited for a compute slot)."""
+def _client_record(context: Context, handler_started: float, slot_acquired: float) -> ConfigRecord:
+    """Who answered (its partition: the server bounds its example count by it), and the
+    wall-clock timeline of this short-lived process (`t-slot-acquired` = `t-handler-start`
+    unless it waited for a compute slot)."""
+    partition_id, num_partitions = _node(context)
     return ConfigRecord(
         {
-            "partition-id": partition_id,
+            contract.PARTITION_ID: partition_id,
+            contract.NUM_PARTITIONS: num_partitions,
             "pid": os.getpid(),
             "t-process-start": process_started_at(),
             "t-module-loaded": MODULE_LOADED_AT,

@@ -52,15 +52,14 @@ def _parse_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
     return read(buffer)
 
 
-def flat_view(array: Array) -> tuple[np.ndarray, tuple[int, ...]] | None:
-    """A read-only 1-D view of an Array's values and their shape, without copying (no pickle).
+def npy_layout(data: bytes) -> tuple[int, tuple[int, ...], np.dtype] | None:
+    """(offset of the values, shape, dtype) of C-ordered .npy bytes, read from the header alone.
 
     None for what the block loop does not handle exactly: Fortran order, object dtypes,
-    .npy format versions other than 1 and 2.
+    .npy format versions other than 1 and 2. Raises ValueError for a malformed header.
     """
-    data = array.data
     # v1 and v2 only: v3 headers are UTF-8 (v2's reader assumes latin-1); np.save writes v1.
-    if data[:6] != b"\x93NUMPY" or data[6] not in (1, 2):
+    if data[:6] != b"\x93NUMPY" or len(data) < 12 or data[6] not in (1, 2):
         return None
     # .npy v1 stores the header length in 2 bytes at offset 8, v2 in 4 bytes.
     length_end = 10 if data[6] == 1 else 12
@@ -68,8 +67,21 @@ def flat_view(array: Array) -> tuple[np.ndarray, tuple[int, ...]] | None:
     shape, fortran_order, dtype = _parse_header(bytes(data[:offset]))
     if fortran_order or dtype.hasobject:
         return None
+    return offset, tuple(shape), dtype
+
+
+def flat_view(array: Array) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    """A read-only 1-D view of an Array's values and their shape, without copying (no pickle).
+
+    None for what the block loop does not handle exactly (see `npy_layout`).
+    """
+    data = array.data
+    layout = npy_layout(data)
+    if layout is None:
+        return None
+    offset, shape, dtype = layout
     count = int(np.prod(shape, dtype=np.int64))
-    return np.frombuffer(data, dtype=dtype, count=count, offset=offset), tuple(shape)
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset), shape
 
 
 def _npy_buffer(shape: tuple[int, ...], dtype: np.dtype) -> tuple[bytearray, np.ndarray]:

@@ -6,26 +6,32 @@ Flower's grid for everything and only re-implement this loop on top of its publi
 `push_messages`/`pull_messages`; it also remembers which node each message went to,
 so error replies made by the SuperLink can be attributed to the right node, and lists
 node ids in a stable order so that seeded node sampling is reproducible.
+
+It is also the first code of ours that sees a reply: an optional `screen(sent, reply)`
+(flowerbed_app.reply_screen) may replace it — e.g. by an error reply for an update
+that must not be aggregated — before any strategy does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flwr.app import Message
 from flwr.serverapp import Grid
 
 DEFAULT_POLL_SECONDS = 0.2
+Screen = Callable[[Message, Message], Message]
 
 
 class FastPollGrid:
     """Delegates to a Flower Grid; overrides `send_and_receive` and orders `get_node_ids`."""
 
-    def __init__(self, grid: Grid, poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
+    def __init__(self, grid: Grid, poll_seconds: float = DEFAULT_POLL_SECONDS, screen: Screen | None = None) -> None:
         self._grid = grid
         self.poll_seconds = poll_seconds
+        self.screen = screen
         self.destinations: dict[str, int] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -39,15 +45,21 @@ class FastPollGrid:
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
         ids = list(self._grid.push_messages(messages))
-        self.destinations.update({mid: int(m.metadata.dst_node_id) for mid, m in zip(ids, messages, strict=False)})
+        sent = dict(zip(ids, messages, strict=False))
+        self.destinations.update({mid: int(m.metadata.dst_node_id) for mid, m in sent.items()})
         pending = set(ids)
         deadline = None if timeout is None else time.monotonic() + timeout
         replies: list[Message] = []
         while pending:
             batch = list(self._grid.pull_messages(pending))
+            if self.screen is not None:
+                batch = [self._screened(sent.get(m.metadata.reply_to_message_id), m) for m in batch]
             replies.extend(batch)
             pending.difference_update(m.metadata.reply_to_message_id for m in batch)
             if not pending or (deadline is not None and time.monotonic() >= deadline):
                 break
             time.sleep(self.poll_seconds)
         return replies
+
+    def _screened(self, message: Message | None, reply: Message) -> Message:
+        return reply if message is None or self.screen is None else self.screen(message, reply)

@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -74,6 +76,28 @@ def load_test_split(source: str) -> tuple[np.ndarray, np.ndarray]:
 
 def partition_indices(labels: np.ndarray, spec: PartitionSpec) -> np.ndarray:
     """Indices of the training set that belong to this partition (flwr-datasets)."""
+    partitioner = _partitioner(labels, spec)
+    return np.asarray(partitioner.load_partition(spec.partition_id)["idx"], dtype=np.int64)
+
+
+def split_sizes(spec: PartitionSpec) -> list[tuple[int, int]]:
+    """(training, validation) example counts of every partition of `spec`'s split (its
+    partition_id is ignored), cached on disk: the ServerApp bounds what each node may
+    claim to have trained on without ever holding the partitions themselves."""
+    key = replace(spec, partition_id=-1).cache_key()
+    path = cache_dir() / "split-sizes" / f"{key}.json"
+    try:
+        return [(int(train), int(val)) for train, val in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        pass  # not cached yet (or unreadable): compute it
+    _, labels = load_split(spec.source, "train")
+    partitioner = _partitioner(labels, spec)
+    sizes = [_split_counts(len(partitioner.load_partition(i)), spec.validation_fraction) for i in range(spec.num_partitions)]
+    _atomic_write(path, lambda f: f.write(json.dumps(sizes).encode()))
+    return sizes
+
+
+def _partitioner(labels: np.ndarray, spec: PartitionSpec) -> Any:
     from datasets import Dataset  # lazy: cache miss only
     from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner
 
@@ -90,7 +114,13 @@ def partition_indices(labels: np.ndarray, spec: PartitionSpec) -> np.ndarray:
     else:
         raise ValueError(f"unknown partitioner {spec.partitioner!r}; valid: iid, dirichlet")
     partitioner.dataset = Dataset.from_dict({"idx": np.arange(len(labels)), "label": labels})
-    return np.asarray(partitioner.load_partition(spec.partition_id)["idx"], dtype=np.int64)
+    return partitioner
+
+
+def _split_counts(size: int, validation_fraction: float) -> tuple[int, int]:
+    """(training, validation) examples of a partition of `size`: the first round(size·f) validate."""
+    n_val = round(size * validation_fraction)
+    return size - n_val, n_val
 
 
 def _build_partition(spec: PartitionSpec) -> dict[str, np.ndarray]:
@@ -98,18 +128,22 @@ def _build_partition(spec: PartitionSpec) -> dict[str, np.ndarray]:
     idx = partition_indices(y, spec)
     rng = np.random.default_rng(spec.seed + spec.partition_id)
     idx = idx[rng.permutation(len(idx))]
-    n_val = round(len(idx) * spec.validation_fraction)
+    _, n_val = _split_counts(len(idx), spec.validation_fraction)
     val, train = idx[:n_val], idx[n_val:]
     return {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val]}
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     """Write then rename, so concurrent ClientApps never read a half-written file."""
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

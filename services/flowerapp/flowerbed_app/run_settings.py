@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from flowerbed_app import checkpoint_retention
+
 if TYPE_CHECKING:
     from flowerbed_app.partition_cache import PartitionSpec
 
@@ -61,6 +63,8 @@ class RunSettings:
     resume_from: str = ""
     traceparent: str = ""
     trace_step_every: int = 1
+    # Which checkpoints the run keeps: all | best | last-N; the newest and the best always stay.
+    keep_checkpoints: str = checkpoint_retention.DEFAULT
     # Client selection: Flower's uniform sampling, or scored (performance) with exploration.
     selection: str = "random"
     selection_explore: float = 0.25
@@ -136,6 +140,10 @@ class RunSettings:
             raise SettingsError("trace-step-every", "must be >= 0 (0 = no step spans)")
         if self.max_train_examples < 0:
             raise SettingsError("max-train-examples", "must be >= 0 (0 = whole partition)")
+        try:
+            checkpoint_retention.parse(self.keep_checkpoints)
+        except ValueError as exc:
+            raise SettingsError("keep-checkpoints", str(exc)) from None
         self._validate_algorithms()
 
     def _validate_algorithms(self) -> None:

@@ -2,7 +2,10 @@
 
 Per round: one train phase on the SuperNodes (their evaluation of the global model
 rides in the train replies), Flower's aggregation, centralized evaluation on the
-test split, a checkpoint, and one `round_finished` event on stdout.
+test split, a checkpoint (older ones pruned by the run's keep-checkpoints policy), and
+one `round_finished` event on stdout. Replies are screened on arrival (`reply_screen`):
+a bad update is that node's failure. A global model that is no longer finite after
+aggregation ends the run as failed — it is never evaluated or checkpointed.
 
 Centralized evaluation (seconds of CPU for the 10,000 test images) runs on a worker
 thread while the next round's clients start and train: Flower calls `evaluate_fn` last
@@ -13,26 +16,33 @@ after the last round's evaluation and checkpoint, and fails if any of them faile
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from flowerbed_app import checkpoints, telemetry
+from flowerbed_app import checkpoint_retention, checkpoints, telemetry
 from flowerbed_app.fashion_mnist import check_source
 from flowerbed_app.fast_grid import FastPollGrid
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import load_test_split
 from flowerbed_app.progress_events import EventEmitter
+from flowerbed_app.reply_screen import ReplyScreen
 from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.strategies import build_strategy
 from flowerbed_app.strategy_wrapper import RoundRecord, wait_for_nodes
 from flowerbed_app.training import evaluate, seeded_model
 
 app = ServerApp()
+
+
+class NonFiniteModel(RuntimeError):
+    """Aggregation produced NaN or infinite weights: the run cannot go on from them."""
 
 
 @app.main()
@@ -93,6 +103,13 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             pending.remove(done)
         record: RoundRecord = strategy.current(server_round)
         state = arrays.to_torch_state_dict()  # decoded now: Flower moves on to the next round
+        if bad := [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]:
+            record.end_span()
+            raise NonFiniteModel(
+                f"the global model has NaN or infinite weights after aggregating round {record.round} "
+                f"({', '.join(bad[:3])}{', …' if len(bad) > 3 else ''}); nothing of it was checkpointed — "
+                "lower the (server) learning rate, or use a robust strategy such as fedmedian or krum"
+            )
         pending.append(evaluator.submit(_finish_round_in_background, record, state))
         return None  # Flower keeps no centralized metrics of ours: our events carry them
 
@@ -111,6 +128,9 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         record.mark("evaluated_centralized")
         with telemetry.span("checkpoint.save", **{"fl.round": record.round}):
             meta = _save(record, accuracy, loss)
+            pruned = checkpoint_retention.prune(
+                store / run_key, checkpoints.list_checkpoints(store, run_key), settings.keep_checkpoints
+            )
         record.mark("checkpointed")
         events.emit(
             "checkpoint_saved",
@@ -119,6 +139,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             path=meta["path"],
             sha256=meta["sha256"],
             size=meta["size"],
+            pruned=pruned,  # model ids the keep-checkpoints policy deleted just now
         )
         final.update(accuracy=accuracy, loss=loss, round=record.round)
         events.emit(
@@ -166,7 +187,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
     started = time.time()
     try:
         built.runner.start(
-            grid=FastPollGrid(grid),  # type: ignore[arg-type]
+            grid=FastPollGrid(grid, screen=ReplyScreen(settings)),  # type: ignore[arg-type]
             initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=settings.num_server_rounds,
             timeout=settings.round_timeout,
@@ -175,6 +196,13 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         )
         for future in pending:
             future.result()  # every round evaluated and checkpointed before the run finishes
+    except Exception:
+        # A run failing in round r+1 still finishes round r: its evaluation, checkpoint and
+        # event are what a user resumes from.
+        for future in pending:
+            with contextlib.suppress(Exception):
+                future.result()
+        raise
     finally:
         evaluator.shutdown(wait=False, cancel_futures=True)
     if "round" not in final:

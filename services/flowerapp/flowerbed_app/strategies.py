@@ -9,10 +9,11 @@ so instrumentation stays inside and sees the clipped replies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import (
     DifferentialPrivacyServerSideFixedClipping,
     FedAdam,
@@ -48,6 +49,15 @@ STRATEGIES: dict[str, tuple[type[Strategy], Callable[[RunSettings], dict[str, An
 }
 
 
+class _DpServerSideFixedClipping(DifferentialPrivacyServerSideFixedClipping):
+    """Flower's central-DP wrapper, unchanged, except that our strategy notes every reply first:
+    Flower skips the aggregation of a round in which any node failed, without calling the
+    wrapped strategy, and those failures would otherwise go unrecorded."""
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        return super().aggregate_train(server_round, self.strategy.record_replies(server_round, replies))  # type: ignore[attr-defined]
+
+
 @dataclass
 class BuiltStrategy:
     instrumented: Any  # our subclass of Flower's strategy: rounds, events
@@ -68,6 +78,7 @@ def build_strategy(
         events=events,
         needed_nodes=needed_nodes,
         node_wait_timeout=settings.node_wait_timeout,
+        round_timeout=settings.round_timeout,
         evaluate_every=settings.evaluate_every,
         round_offset=round_offset,
         selection=settings.selection,
@@ -82,7 +93,7 @@ def build_strategy(
         return BuiltStrategy(instrumented, instrumented)
     # Flower's noise std is σ·C/m for m sampled clients: m as Flower will sample it.
     sampled = max(int(connected_nodes * settings.fraction_train), settings.min_nodes)
-    runner = DifferentialPrivacyServerSideFixedClipping(
+    runner = _DpServerSideFixedClipping(
         instrumented,
         noise_multiplier=settings.dp_noise_multiplier,
         clipping_norm=settings.dp_clipping_norm,

@@ -8,8 +8,9 @@ timeline, and whether the separate federated-evaluation phase runs this round.
 Aggregation stays Flower's strategy code; for the weighted average it calls, our
 bit-identical, faster `fast_aggregation` stands in for Flower's helper. Otherwise we
 only act around it: performance-based selection re-addresses the messages Flower
-built to the nodes our policy picks, and compressed client updates are decoded into
-dense weights (received global + update) before Flower aggregates them.
+built to the nodes our policy picks. Replies reach us already screened
+(`reply_screen`: bad updates turned into that node's failure, compressed ones
+decoded); a round fails only when fewer valid replies than min-nodes remain.
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from flowerbed_app import client_selection, fast_aggregation, telemetry, update_compression
+from flowerbed_app import client_selection, fast_aggregation, telemetry
 from flowerbed_app.privacy import CentralAccountant
 from flowerbed_app.progress_events import EventEmitter
 
 
 class NodeWaitTimeout(RuntimeError):
     """Too few SuperNodes connected within node-wait-timeout."""
+
+
+class TooFewValidReplies(RuntimeError):
+    """A round ended with fewer valid updates than min-nodes; the message lists each node's failure."""
 
 
 @dataclass
@@ -49,6 +54,7 @@ class RoundRecord:
     bytes: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] = field(default_factory=dict)
     span: Any = None  # the fl.round span, ended when the round's event is emitted
+    replies_seen: bool = False
 
     def mark(self, phase: str) -> None:
         self.timeline[phase] = round(time.time() - self.started, 3)
@@ -96,11 +102,6 @@ def _client_of(msg: Message) -> dict[str, Any]:
     return info
 
 
-def record_bytes(record: ArrayRecord) -> int:
-    """Serialized payload size of an ArrayRecord: the bytes of every Array it holds."""
-    return sum(len(array.data) for array in record.values())
-
-
 def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
     """A subclass of `strategy_cls` that records rounds into `self.rounds`."""
 
@@ -112,6 +113,7 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             needed_nodes: int,
             node_wait_timeout: float,
             evaluate_every: int,
+            round_timeout: float = 0.0,
             round_offset: int = 0,
             selection: str = "random",
             selection_explore: float = 0.25,
@@ -125,6 +127,7 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             self.events = events
             self.needed_nodes = needed_nodes
             self.node_wait_timeout = node_wait_timeout
+            self.round_timeout = round_timeout
             self.evaluate_every = evaluate_every
             self.round_offset = round_offset
             self.rounds: dict[int, RoundRecord] = {}
@@ -139,7 +142,6 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             self.dp_delta = dp_delta
             self.central_accountant = central_accountant
             self.node_epsilon: dict[int, float] = {}
-            self._sent_arrays: dict[int, dict[str, Any]] = {}  # round → global weights sent (numpy)
 
         def _node_of(self, reply: Message) -> int:
             """The node a reply is about; SuperLink-made error replies come from the SuperLink."""
@@ -166,7 +168,6 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
                 messages = self._select_by_performance(server_round, messages, grid)
             else:
                 record.selection = {"mode": "random", "scores": {}, "explored": []}
-            self._sent_arrays = {server_round: {k: v.numpy() for k, v in arrays.items()}}
             record.selected = [m.metadata.dst_node_id for m in messages]
             for node_id in record.selected:
                 self.last_selected[node_id] = server_round
@@ -191,26 +192,19 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
                 for node_id in choice.chosen
             ]
 
-        def _decode_reply(self, server_round: int, msg: Message, client: dict[str, Any]) -> tuple[int, int]:
-            """Replace a compressed update by dense weights; (bytes sent, dense-equivalent bytes)."""
-            sent = msg.content["arrays"]
-            sent_bytes = record_bytes(sent)
-            if not update_compression.is_compressed(list(sent.keys())):
-                return sent_bytes, sent_bytes
-            base = self._sent_arrays[server_round]
-            weights = update_compression.decompress_update({k: v.numpy() for k, v in sent.items()}, base)
-            dense = ArrayRecord({k: Array(v) for k, v in weights.items()})
-            msg.content["arrays"] = dense
-            client["compressed"] = True
-            return sent_bytes, record_bytes(dense)
+        def record_replies(self, server_round: int, replies: Iterable[Message]) -> list[Message]:
+            """Note each selected node's valid reply or failure, once per round; the replies in node order.
 
-        def aggregate_train(
-            self, server_round: int, replies: Iterable[Message]
-        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+            Called by `aggregate_train`, and before it by the central-DP wrapper (strategies.py),
+            which skips a round with any failed node without calling us. Raises
+            TooFewValidReplies when fewer valid replies than min-nodes remain."""
             record = self.current(server_round)
             # Replies arrive in whatever order the clients finish; float sums depend on the
             # order, so aggregating in node order makes a run with the same seeds reproducible.
             replies = sorted(replies, key=self._node_of)
+            if record.replies_seen:
+                return replies
+            record.replies_seen = True
             record.mark("train_replies")
             answered = set()
             for msg in replies:
@@ -221,20 +215,26 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
                     if record.span is not None:
                         record.span.add_event("client_failure", {"fl.node_id": str(node_id), "reason": msg.error.reason})
                 else:
-                    client = {**_client_of(msg), **_metrics_of(msg)}
-                    for key, value in list(client.items()):
-                        if key.startswith("t_"):  # wall clock → seconds since the round started
-                            client[key] = round(float(value) - record.started, 3)
-                    if "arrays" in msg.content.array_records:
-                        client["bytes_sent"], client["bytes_dense"] = self._decode_reply(server_round, msg, client)
-                    if "val_loss" in client:
-                        self.node_scores[node_id] = -float(client["val_loss"])
-                    if "epsilon" in client:
-                        self.node_epsilon[node_id] = float(client["epsilon"])
-                    record.clients.append(client)
+                    record.clients.append(self._client(record, node_id, msg))
             for node_id in record.selected:
                 if node_id not in answered:
-                    record.failures.append({"node_id": node_id, "phase": "train", "reason": "no reply before round-timeout"})
+                    reason = f"no reply before round-timeout ({self.round_timeout:g} s)"
+                    record.failures.append({"node_id": node_id, "phase": "train", "reason": reason})
+            record.privacy = self._privacy(released=False)
+            if len(record.clients) < self.min_train_nodes:
+                failures = "; ".join(f"node {f['node_id']}: {f['reason']}" for f in record.failures)
+                record.end_span()
+                raise TooFewValidReplies(
+                    f"round {record.round}: {len(record.clients)} valid update(s), fewer than min-nodes="
+                    f"{self.min_train_nodes} — {failures or 'no node was selected'}"
+                )
+            return replies
+
+        def aggregate_train(
+            self, server_round: int, replies: Iterable[Message]
+        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+            record = self.current(server_round)
+            replies = self.record_replies(server_round, replies)
             with (
                 telemetry.use_span(record.span),
                 telemetry.span("aggregate", **{"fl.replies": len(replies)}),
@@ -246,9 +246,20 @@ def instrument(strategy_cls: type[Strategy]) -> type[Strategy]:
             dense = sum(c.get("bytes_dense", 0) for c in record.clients)
             record.bytes = {"sent_compressed": sent, "dense_equivalent": dense, "ratio": round(dense / sent, 3) if sent else None}
             record.privacy = self._privacy(arrays is not None)
-            self._sent_arrays.pop(server_round, None)
             record.mark("aggregated")
             return arrays, metrics
+
+        def _client(self, record: RoundRecord, node_id: int, msg: Message) -> dict[str, Any]:
+            """A valid reply's client entry; remembers its score and privacy spent."""
+            client = {**_client_of(msg), **_metrics_of(msg)}
+            for key, value in list(client.items()):
+                if key.startswith("t_"):  # wall clock → seconds since the round started
+                    client[key] = round(float(value) - record.started, 3)
+            if "val_loss" in client:
+                self.node_scores[node_id] = -float(client["val_loss"])
+            if "epsilon" in client:
+                self.node_epsilon[node_id] = float(client["epsilon"])
+            return client
 
         def _privacy(self, released: bool) -> dict[str, Any]:
             """ε spent so far: central — the accountant after this round's noised release;

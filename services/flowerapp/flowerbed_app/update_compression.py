@@ -91,22 +91,52 @@ def compress_update(
 
 
 def decompress_update(sent: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The client's weights as the server sees them: base + decoded update, in base's order."""
+    """The client's weights as the server sees them: base + decoded update, in base's order.
+
+    `sent` comes from another machine: its parts are checked against `base` before
+    anything is allocated or indexed (a claimed shape could ask for terabytes, an index
+    could point anywhere); ValueError names what is wrong."""
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key, array in sent.items():
         name, _, suffix = key.rpartition(SEP)
         grouped.setdefault(name, {})[suffix] = array
-    missing = set(base) - set(grouped)
-    if missing:
-        raise ValueError(f"compressed update lacks tensors {sorted(missing)[:3]}")
+    missing, extra = set(base) - set(grouped), set(grouped) - set(base)
+    if missing or extra:
+        raise ValueError(f"compressed update lacks tensors {sorted(missing)[:3]} or has unknown ones {sorted(extra)[:3]}")
     weights: dict[str, np.ndarray] = {}
     for name, reference in base.items():
         parts = grouped[name]
+        _check_parts(name, parts, reference)
         if "dense" in parts:
             weights[name] = np.asarray(parts["dense"], dtype=reference.dtype).reshape(reference.shape)
         else:
             weights[name] = (reference.astype(np.float32) + decode(parts)).astype(reference.dtype)
     return weights
+
+
+def _check_parts(name: str, parts: Mapping[str, np.ndarray], reference: np.ndarray) -> None:
+    """The parts `encode` makes for a tensor like `reference`, consistent with each other."""
+    if "dense" in parts:
+        if set(parts) != {"dense"} or parts["dense"].size != reference.size:
+            raise ValueError(f"{name}: a dense part must hold exactly the tensor's {reference.size} values")
+        return
+    values = parts.get("q", parts.get("val"))
+    kinds = set(parts) - {"idx"}
+    if kinds not in ({"shape", "q", "scale"}, {"shape", "val"}) or values is None or values.ndim != 1:
+        raise ValueError(f"{name}: parts {sorted(parts)} are not an encoded update")
+    if tuple(int(d) for d in np.ravel(parts["shape"])) != reference.shape:
+        raise ValueError(f"{name}: encoded shape {parts['shape'].tolist()} is not the tensor's {list(reference.shape)}")
+    if "q" in parts and (parts["q"].dtype != np.int8 or parts["scale"].size != 1):
+        raise ValueError(f"{name}: int8 parts need int8 values and one scale")
+    if "idx" not in parts:
+        if values.size != reference.size:
+            raise ValueError(f"{name}: {values.size} values for a tensor of {reference.size}")
+        return
+    idx = parts["idx"]
+    if not np.issubdtype(idx.dtype, np.integer) or idx.shape != values.shape:
+        raise ValueError(f"{name}: top-k needs one integer index per value")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= reference.size):
+        raise ValueError(f"{name}: top-k indices outside 0..{reference.size - 1}")
 
 
 def is_compressed(keys: list[str]) -> bool:

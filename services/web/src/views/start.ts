@@ -19,7 +19,7 @@ const GROUPS: { title: string; hint: string; fields: string[] }[] = [
   { title: "Client selection", hint: "Who trains each round.", fields: ["selection", "selection_explore"] },
   { title: "Privacy", hint: "Differential privacy, local (Opacus in every client) or central (server-side).", fields: ["dp", "dp_noise_multiplier", "dp_max_grad_norm", "dp_delta", "dp_clipping_norm"] },
   { title: "Compression", hint: "Client updates sent compressed, with error feedback.", fields: ["compression", "compression_ratio"] },
-  { title: "Resume", hint: "Continue from a stored checkpoint (leave empty to start fresh).", fields: ["from_checkpoint"] },
+  { title: "Checkpoints", hint: "What this run keeps, and a stored checkpoint to continue from (leave empty to start fresh).", fields: ["keep_checkpoints", "from_checkpoint"] },
 ];
 
 /** Friendlier labels than the schema's titles ("Num Rounds"); unknown fields fall back to the schema. */
@@ -34,6 +34,7 @@ const LABELS: Record<string, string> = {
   node_wait_timeout: "Node wait timeout (s)",
   max_train_examples: "Max. train examples per client",
   from_checkpoint: "From checkpoint (model id)",
+  keep_checkpoints: "Checkpoints to keep",
 };
 
 function inputFor(f: FieldSpec, value: unknown): HTMLInputElement | HTMLSelectElement {
