@@ -30,11 +30,14 @@ system-packages:
 	  fi; \
 	fi
 
-$(STAMP): requirements.txt requirements-dev.txt services/flowerapp/pyproject.toml services/backend/pyproject.toml
+# services/clientapp after the app: `flowerbed-supernode` moved from the app to it, and
+# replacing an older app install would otherwise delete the new script.
+$(STAMP): requirements.txt requirements-dev.txt services/flowerapp/pyproject.toml services/backend/pyproject.toml services/clientapp/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e services/flowerapp -e services/backend
+	$(PIP) install -q --no-deps --no-build-isolation -e services/clientapp
 	touch $(STAMP)
 
 # The dashboard (services/web): `npm ci` only when node_modules is missing or older than the lockfile,

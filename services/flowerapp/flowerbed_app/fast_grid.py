@@ -6,6 +6,11 @@ Flower's grid for everything and only re-implement this loop on top of its publi
 `push_messages`/`pull_messages`; it also remembers which node each message went to,
 so error replies made by the SuperLink can be attributed to the right node, and lists
 node ids in a stable order so that seeded node sampling is reproducible.
+
+Each message's time-to-live ends with the round (`timeout`): Flower's default is 12 h,
+but no reply is awaited after the round timeout, and a node's executor uses the message's
+deadline to stop a ClientApp that hangs (flowerbed_node.fork_executor) so the node is
+free for the next round.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ class FastPollGrid:
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
+        if timeout is not None:
+            for message in messages:  # expire when this round stops waiting for the reply
+                message.metadata.ttl = time.time() - message.metadata.created_at + timeout
         ids = list(self._grid.push_messages(messages))
         self.destinations.update({mid: int(m.metadata.dst_node_id) for mid, m in zip(ids, messages, strict=False)})
         pending = set(ids)
