@@ -16,6 +16,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import Partition, load_partition
 from flowerbed_app.process_clock import process_started_at
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.training import DpSgd, evaluate, train
+from flowerbed_app.training import DpSgd, evaluate, scheduled_learning_rate, train
 
 MODULE_LOADED_AT = time.time()
 app = ClientApp()
@@ -119,7 +120,12 @@ def _train(
         model,
         x,
         y,
-        learning_rate=float(config.get("learning-rate", settings.learning_rate)),
+        learning_rate=scheduled_learning_rate(
+            float(config.get("learning-rate", settings.learning_rate)),
+            settings.lr_schedule,
+            server_round,
+            settings.num_server_rounds,
+        ),
         momentum=float(config.get("momentum", settings.momentum)),
         epochs=int(config.get("local-epochs", settings.local_epochs)),
         batch_size=int(config.get("batch-size", settings.batch_size)),
@@ -143,6 +149,9 @@ def _train(
     )
     span.set_attribute("train.loss", result.loss)
     client = _client_record(partition_id, handler_started, slot_acquired)
+    client["t-first-step"] = result.first_step_at
+    if delivered := _delivered_at(msg):
+        client["t-delivered"] = delivered
     if result.privacy_history is not None:
         context.state[DP_STATE] = ConfigRecord(privacy.history_to_config(result.privacy_history))  # type: ignore[arg-type]
         client["epsilon"] = privacy.epsilon(result.privacy_history, settings.dp_delta)
@@ -236,6 +245,14 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
     metrics = MetricRecord({"num-examples": len(y_val), "eval-loss": loss, "eval-accuracy": accuracy})
     client = _client_record(partition_id, handler_started, slot_acquired)
     return Message(content=RecordDict({"metrics": metrics, "client": client}), reply_to=msg)
+
+
+def _delivered_at(msg: Message) -> float:
+    """When the SuperLink handed this message to the node (0 if it did not say)."""
+    try:
+        return datetime.fromisoformat(msg.metadata.delivered_at).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _client_record(partition_id: int, handler_started: float, slot_acquired: float) -> ConfigRecord:
