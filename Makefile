@@ -65,7 +65,9 @@ test: setup
 bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/aggregation.py
-	$(PY) bench/round_latency.py --nodes 3 --rounds 5
+	$(PY) bench/round_latency.py --nodes 3 --rounds 10 --skip-subprocess --flower-nodes
+	$(PY) bench/first_batch.py
+	$(PY) bench/idle_cost.py --nodes 3
 	$(PY) bench/tracing_overhead.py
 	$(PY) bench/api_latency.py
 	$(PY) bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid

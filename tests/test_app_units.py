@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -241,7 +242,7 @@ def test_cosine_schedule_decays_the_learning_rate_across_the_run():
 
     assert [scheduled_learning_rate(0.1, "constant", r, 10) for r in (1, 10)] == [0.1, 0.1]
     cosine = [scheduled_learning_rate(0.1, "cosine", r, 10) for r in range(1, 11)]
-    assert cosine[0] == 0.1 and all(a > b for a, b in zip(cosine, cosine[1:], strict=False))
+    assert cosine[0] == 0.1 and all(a > b for a, b in itertools.pairwise(cosine))
     assert cosine[4] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 0.4)))
     assert 0 < cosine[-1] < 0.003  # the last round still trains, with small steps
     assert scheduled_learning_rate(0.1, "cosine", 1, 1) == 0.1

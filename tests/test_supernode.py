@@ -130,7 +130,21 @@ def test_the_runtime_api_holds_a_task_request_until_a_task_exists() -> None:
     tasks.clear()
     quick = _held(lambda request, state: Answer(False), changes, hold=0.3)
     started = time.monotonic()
-    assert not quick(None, None).task and time.monotonic() - started >= 0.3  # nothing: empty after the hold
+    assert not quick(None, None).HasField("task") and time.monotonic() - started >= 0.3  # nothing: empty after the hold
+    # While the node still receives a message (its task exists, its objects are not all in),
+    # the task waits: a ClientApp started now would find the objects missing.
+    tasks.append(1)
+    changes.receiving = True
+
+    def received() -> None:
+        time.sleep(0.3)
+        changes.receiving = False
+        changes.notify()
+
+    threading.Thread(target=received).start()
+    started = time.monotonic()
+    assert acquire(None, None).task and time.monotonic() - started >= 0.25
+    tasks.clear()
     changes.close()
     started = time.monotonic()
-    assert not acquire(None, None).task and time.monotonic() - started < 1.0  # shutdown releases waiters
+    assert not acquire(None, None).HasField("task") and time.monotonic() - started < 1.0  # shutdown releases waiters

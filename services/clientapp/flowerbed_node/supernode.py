@@ -44,6 +44,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from flwr.proto.runtime_pb2 import AcquireTaskResponse  # pylint: disable=E0611
 from flwr.supercore.exit import add_exit_handler
 from flwr.supercore.run import RunNotRunningException
 from flwr.supernode import start_client_internal as flower_loop
@@ -62,11 +63,13 @@ _LOCAL_WAITS = ("_push_messages", "yield_object_contents")
 
 
 class StateChanges:
-    """A counter of stores into the node's state, to wait on instead of sleeping."""
+    """A counter of stores into the node's state, to wait on instead of sleeping; and
+    whether the node is in its pull step (receiving a message and its objects)."""
 
     def __init__(self) -> None:
         self.generation = 0
         self.closed = False
+        self.receiving = False
         self._cond = threading.Condition()
 
     def notify(self) -> None:
@@ -106,9 +109,19 @@ class _NodeTime(ModuleType):
         return getattr(time, name)
 
 
-def _patched_pull(pull_and_store: Callable[..., int | None], on_message: Callable[[], None]) -> Callable[..., int | None]:
+def _patched_pull(
+    pull_and_store: Callable[..., int | None], on_message: Callable[[], None], changes: StateChanges
+) -> Callable[..., int | None]:
     @functools.wraps(pull_and_store)
     def pull_and_store_message(**kwargs: Any) -> int | None:
+        changes.receiving = True  # its task exists before its objects are in (Flower creates it first)
+        try:
+            return _pull(**kwargs)
+        finally:
+            changes.receiving = False
+            changes.notify()
+
+    def _pull(**kwargs: Any) -> int | None:
         confirm = kwargs["confirm_message_received"]
         refused: list[int] = []
 
@@ -142,15 +155,20 @@ def _notifying(method: Callable[..., Any], changes: StateChanges) -> Callable[..
 
 
 def _held(acquire_task: Callable[..., Any], changes: StateChanges, hold: float) -> Callable[..., Any]:
+    """AcquireTask answered when a task exists, held up to `hold` s otherwise. A task is not
+    handed out while the node is still receiving its message: its ClientApp would find the
+    objects missing and back off for a second (Flower's pull retry) before asking again."""
+
     @functools.wraps(acquire_task)
     def held_acquire_task(request: Any, state: Any) -> Any:
         deadline = time.monotonic() + hold
         while True:
             seen = changes.generation
-            response = acquire_task(request, state)
-            remaining = deadline - time.monotonic()
-            if response.HasField("task") or remaining <= 0 or changes.closed:
+            if not changes.receiving and (response := acquire_task(request, state)).HasField("task"):
                 return response
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or changes.closed:
+                return AcquireTaskResponse()
             changes.wait_after(seen, remaining)
 
     return held_acquire_task
@@ -183,7 +201,7 @@ def install(pacer: Pacer | None = None, hold: float = TASK_HOLD_SECONDS) -> Stat
     pacer = pacer or Pacer(DEFAULT_POLL, DEFAULT_IDLE_POLL)
     changes = StateChanges()
     flower_loop.time = _NodeTime(pacer, changes)
-    flower_loop._pull_and_store_message = _patched_pull(flower_loop._pull_and_store_message, pacer.mark_busy)
+    flower_loop._pull_and_store_message = _patched_pull(flower_loop._pull_and_store_message, pacer.mark_busy, changes)
     for method in ("create_task", "store_message", "store_object"):
         setattr(InMemoryNodeState, method, _notifying(getattr(InMemoryNodeState, method), changes))
     runtime_handlers.acquire_task = _held(runtime_handlers.acquire_task, changes, hold)

@@ -58,11 +58,15 @@ class WarmApp:
 
     @classmethod
     def load(cls, ref: str) -> WarmApp:
-        """Import `module:attribute` now (raises whatever the import raises)."""
+        """Import `module:attribute` now, and run the module's `warm_up()` if it has one (an
+        app's chance to initialize what its tasks would each initialize again — without
+        starting threads, which the executor checks); raises whatever they raise."""
         module_name, _, attribute = ref.partition(":")
         module = importlib.import_module(module_name)
         if not attribute or not hasattr(module, attribute):
             raise AttributeError(f"{module_name} has no attribute {attribute!r}")
+        if callable(warm_up := getattr(module, "warm_up", None)):
+            warm_up()
         package = module_name.split(".")[0]
         package_dir = Path(sys.modules[package].__file__ or "").parent
         return cls(ref, package, package_dir, package_digest(package_dir))
