@@ -2,8 +2,9 @@
 
 Flower's `SubprocessExecutor` starts `flwr-clientapp` for every task: a new interpreter
 that imports `flwr`, `torch` and the app (~1.3 s of CPU) before the first batch. This
-executor imports the app once (on the first task, see `WarmApp`) and forks one child per
-task; the child runs Flower's own ClientApp runtime with the task's token. Every task is
+executor forks one child per task; the child runs Flower's own ClientApp runtime with the
+task's token. Right after forking its first task (which imports the app itself) the
+parent imports the app and runs its warm-up (`WarmApp`), so every later task starts warm. Every task is
 still a process of its own — its crash, its leak, its state die with it — and the parent
 never runs a task, so every child starts from the same state.
 
@@ -14,8 +15,8 @@ pushes the error reply Flower's runtime would have pushed (`CLIENT_APP_CRASHED`)
 task's token, so the SuperNode records that node's failure now — not when the task's
 heartbeat expires a minute later, or never for a hung task — and pulls its next message.
 
-Tasks of other types, runs that install dependencies at run time, and an app that cannot
-be preloaded go to Flower's own executor. After `keep_warm` seconds without a task the
+Tasks of other types, runs that install dependencies at run time, and — once preloading
+it failed — an app that cannot be preloaded go to Flower's own executor. After `keep_warm` seconds without a task the
 parent re-executes itself cold, so an idle node does not hold torch's memory.
 """
 
@@ -101,8 +102,16 @@ class ForkExecutor:
 
     def launch(self, spec: ExecutionSpec) -> LaunchResult:
         self.launched, self.last_task = True, time.monotonic()
-        if spec.task_type != TaskType.CLIENT_APP or spec.runtime_dependency_install or not self.warm_up():
+        if spec.task_type != TaskType.CLIENT_APP or spec.runtime_dependency_install or self.preload_failed:
             return self.fallback.launch(spec)
+        result = self._fork(spec)
+        if self.warm is None:
+            # After forking: the first task imports the app itself rather than wait while the
+            # token Flower gave it ages (it must start within 30 s; warming can take longer).
+            self.warm_up()
+        return result
+
+    def _fork(self, spec: ExecutionSpec) -> LaunchResult:
         read, write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
