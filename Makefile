@@ -35,11 +35,14 @@ system-packages:
 # One lock for everything: requirements.lock (every runtime package, transitive, hash-pinned) is
 # what this venv and every image install; requirements-dev.lock adds the test tools on top of it.
 # `--no-deps` + `pip check`: a package missing from the lock fails here instead of hiding.
-$(STAMP): requirements.lock requirements-dev.lock services/flowerapp/pyproject.toml services/backend/pyproject.toml
+# services/clientapp after the app: `flowerbed-supernode` moved from the app to it, and
+# replacing an older app install would otherwise delete the new script.
+$(STAMP): requirements.lock requirements-dev.lock services/flowerapp/pyproject.toml services/backend/pyproject.toml services/clientapp/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q --require-hashes --no-deps -r requirements.lock -r requirements-dev.lock
 	$(PIP) install -q --no-deps --no-build-isolation -e services/flowerapp -e services/backend
+	$(PIP) install -q --no-deps --no-build-isolation -e services/clientapp
 	$(PIP) check
 	touch $(STAMP)
 
@@ -87,7 +90,9 @@ test: setup
 bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/aggregation.py
-	$(PY) bench/round_latency.py --nodes 3 --rounds 5
+	$(PY) bench/round_latency.py --nodes 3 --rounds 10 --skip-subprocess --flower-nodes
+	$(PY) bench/first_batch.py
+	$(PY) bench/idle_cost.py --nodes 3
 	$(PY) bench/tracing_overhead.py
 	$(PY) bench/api_latency.py
 	$(PY) bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -23,7 +24,11 @@ os.environ.setdefault("FLOWERBED_CACHE_DIR", str(ROOT / ".flowerbed" / "test-cac
 
 @contextmanager
 def federation(
-    num_nodes: int, isolation: str = "process", extra_env: dict[str, str] | None = None, wait_timeout: float = 120.0
+    num_nodes: int,
+    isolation: str = "process",
+    extra_env: dict[str, str] | None = None,
+    wait_timeout: float = 120.0,
+    programs: dict[str, str] | None = None,
 ) -> Iterator[launcher.Federation]:
     with tempfile.TemporaryDirectory(prefix="flowerbed-bench-") as tmp:
         ports = Ports(superlink=free_port_block(1), supernode_base=free_port_block(num_nodes))
@@ -34,6 +39,7 @@ def federation(
             wait_timeout=wait_timeout,
             extra_env={"FLOWERBED_CACHE_DIR": os.environ["FLOWERBED_CACHE_DIR"], **(extra_env or {})},
             isolation=isolation,
+            programs=programs,
         )
         try:
             yield fed
@@ -67,10 +73,53 @@ def phase_timeline(rounds: list[dict[str, Any]]) -> dict[str, float]:
         for key, value in (r.get("timeline") or {}).items():
             phases.setdefault(f"server.{key}", []).append(value)
         for client in r["clients"]:
-            for key in ("t_process_start", "t_module_loaded", "t_slot_acquired", "t_reply"):
+            for key in ("t_sent", "t_process_start", "t_handler_start", "t_slot_acquired", "t_first_step", "t_reply"):
                 if key in client:
                     phases.setdefault(f"client.{key}", []).append(client[key])
     return dict(sorted(((k, round(statistics.median(v), 2)) for k, v in phases.items()), key=lambda kv: kv[1]))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in bytes; PSS splits shared pages (torch's libraries, Ray's object
+    store) between the processes that map them, so the sum does not count them twice."""
+    rss = pss = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) * 1024
+    return rss, pss
+
+
+def descendants(root_pid: int) -> dict[int, str]:
+    """pid → command line of `root_pid` and every process below it."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    commands = {}
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            commands[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    return commands
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -1,15 +1,16 @@
 """How many real SuperNodes local mode holds: memory per node, and a round at that size.
 
-For each size N: a local federation of N SuperNodes (each a `flower-supernode` with its
-`flower-superexec`, process isolation, as `flowerbed up` starts them). It measures the
-resident memory of every process of the federation by role, idle, then runs rounds in
+For each size N: a local federation of N SuperNodes (each a `flowerbed-supernode` with its
+`flowerbed-superexec`, process isolation, as `flowerbed up` starts them). It measures the
+resident memory of every process of the federation by role and the CPU the whole
+federation uses over `--idle-seconds` of doing nothing (polling, heartbeats), then runs rounds in
 which `--clients` of the N nodes train (fraction-train = clients / N, small data) and
 samples the machine's available memory while they do. Every ClientApp is a process of
 its own (Flower starts one per message), so the machine holds N idle nodes plus as many
 training clients as fit beside them; the per-node figure says how many nodes fit in
 this machine's memory.
 
-    .venv/bin/python bench/scale.py [--nodes 10 20 40] [--clients 10] [--json]
+    .venv/bin/python bench/scale.py [--nodes 10 20 40] [--clients 10] [--idle-seconds 30] [--json]
 
 Flower's simulation runtime (virtual clients in Ray actors) is the other way to reach
 thousands of clients on one machine: bench/simulation.py (Ray is a dev requirement).
@@ -24,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from _harness import emit, federation, ours_config, run
+from _harness import cpu_seconds, emit, federation, ours_config, run
 
 from flowerbed.paths import app_dir
 
@@ -79,10 +80,20 @@ class MemorySampler:
         self._thread.join()
 
 
-def measure(num_nodes: int, clients: int, rounds: int, examples: int) -> dict[str, float]:
+def idle_cpu_percent(pids: list[int], seconds: float, settle: float = 10.0) -> float:
+    """CPU the processes use together while nothing runs, as a share of one core."""
+    time.sleep(settle)  # start-up done, nodes registered
+    before = sum(cpu_seconds(pid) for pid in pids)
+    started = time.monotonic()
+    time.sleep(seconds)
+    return 100 * (sum(cpu_seconds(pid) for pid in pids) - before) / (time.monotonic() - started)
+
+
+def measure(num_nodes: int, clients: int, rounds: int, examples: int, idle_seconds: float) -> dict[str, float]:
     started = time.perf_counter()
     with federation(num_nodes, wait_timeout=60 + 5 * num_nodes) as fed:
         up_seconds = time.perf_counter() - started
+        idle_cpu = idle_cpu_percent([p.pid for p in fed.processes], idle_seconds) if idle_seconds else None
         by_role: dict[str, int] = {}
         for process in fed.processes:
             by_role[process.role] = by_role.get(process.role, 0) + rss_bytes(process.pid)
@@ -112,6 +123,7 @@ def measure(num_nodes: int, clients: int, rounds: int, examples: int) -> dict[st
         "up_seconds": round(up_seconds, 1),
         "rss_mib_by_role": {r: round(b / MIB, 1) for r, b in by_role.items()},
         "rss_mib_per_node": round(per_node / MIB, 1),
+        "idle_cpu_percent_of_one_core": round(idle_cpu, 2) if idle_cpu is not None else None,
         "clients_per_round": max(trained) if trained else 0,
         # Round 1 also splits the dataset into N cached partitions (once per N): steady rounds only.
         "round_seconds": round(statistics.median(cadence[1:] or cadence), 2) if cadence else None,
@@ -126,10 +138,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10, help="nodes training per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--examples", type=int, default=200, help="training examples per client")
+    parser.add_argument("--idle-seconds", type=float, default=30.0, help="how long to measure idle CPU (0: skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    results = [measure(n, args.clients, args.rounds, args.examples) for n in args.nodes]
+    results = [measure(n, args.clients, args.rounds, args.examples, args.idle_seconds) for n in args.nodes]
     largest = results[-1]
     fixed = sum(v for r, v in largest["rss_mib_by_role"].items() if r in ("superlink", "superexec-serverapp"))
     budget = total_bytes() / MIB * 0.9 - fixed - largest["clients_per_round"] * largest["mib_per_training_client"]
@@ -139,6 +152,7 @@ def main() -> None:
             r["nodes"],
             r["up_seconds"],
             r["rss_mib_per_node"],
+            r["idle_cpu_percent_of_one_core"],
             r["clients_per_round"],
             r["round_seconds"],
             r["mib_per_training_client"],
@@ -151,7 +165,7 @@ def main() -> None:
     )
     emit(
         table,
-        ["nodes", "start s", "MiB per node (idle)", "clients/round", "s/round", "MiB per training client"],
+        ["nodes", "start s", "MiB per node (idle)", "idle CPU %", "clients/round", "s/round", "MiB per training client"],
         {"sizes": results, "estimated_max_nodes": holds, "memory_total_mib": round(total_bytes() / MIB)},
         args.json,
     )

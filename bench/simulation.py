@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _harness import emit, free_port_block
+from _harness import cpu_seconds, emit, free_port_block, memory
 
 from flowerbed.flower_control import FlowerControl, build_fab
 from flowerbed.paths import app_dir
@@ -118,28 +118,6 @@ def role_of(cmdline: str) -> str:
     return "ray other (agents, monitors)"
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _memory(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) in bytes; PSS splits shared pages (torch's libraries, Ray's object
-    store) between the processes that map them, so the sum does not count them twice."""
-    rss = pss = 0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Rss:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1]) * 1024
-    return rss, pss
-
-
 @dataclass
 class MemorySampler:
     """Samples every process of the simulation once a second; keeps the peak total PSS
@@ -159,9 +137,9 @@ class MemorySampler:
         by_role: dict[str, list[int]] = {}
         total_pss = 0
         for pid, cmdline in our_processes(self.root_pid, self.marker).items():
-            rss, pss = _memory(pid)
+            rss, pss = memory(pid)
             role = role_of(cmdline)
-            self.cpu[pid] = (role, _cpu_seconds(pid))
+            self.cpu[pid] = (role, cpu_seconds(pid))
             row = by_role.setdefault(role, [0, 0, 0])
             row[0] += 1
             row[1] += rss

@@ -9,6 +9,7 @@ second of wall time as a fraction of it.
 
     .venv/bin/python bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid [--json]
     .venv/bin/python bench/time_to_accuracy.py --nodes 10 --rounds 20 --partitioner dirichlet --alpha 0.5
+    .venv/bin/python bench/time_to_accuracy.py ... --set local-epochs=2   (any run-config override)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from _harness import emit, free_port_block, phase_timeline
 
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import PartitionSpec, load_partition
+from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.training import train
 
 ANCHORS = {"iid": "NIID-Bench FedAvg: 89.2%", "dirichlet-0.5": "NIID-Bench FedAvg: 88.1%"}
@@ -71,12 +73,10 @@ def flowerbed_train(args: argparse.Namespace) -> dict:
             args.partitioner,
             "--json",
             "--set",
-            f"local-epochs={args.local_epochs}",
-            "--set",
-            f"batch-size={args.batch_size}",
-            "--set",
             f"max-train-examples={args.max_train_examples}",
         ]
+        for key, value in args.set:
+            command += ["--set", f"{key}={value}"]
         if args.partitioner == "dirichlet":
             command += ["--alpha", str(args.alpha)]
         print("$ flowerbed " + " ".join(command[1:]), file=sys.stderr)
@@ -92,15 +92,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--partitioner", default="iid")
     parser.add_argument("--alpha", type=float, default=0.5)
-    parser.add_argument("--local-epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-train-examples", type=int, default=0, help="smoke runs only")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=lambda kv: tuple(kv.split("=", 1)),
+        metavar="KEY=VALUE",
+        help="a run-config override (default: the app's defaults, what a user gets)",
+    )
     parser.add_argument("--baseline-seconds", type=float, default=30.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     key = args.partitioner if args.partitioner == "iid" else f"dirichlet-{args.alpha:g}"
-    baseline = centralized_samples_per_second(args.baseline_seconds, args.batch_size)
+    overrides = dict(args.set)
+    settings = RunSettings.from_run_config({k: v for k, v in overrides.items() if k in ("local-epochs", "batch-size")})
+    local_epochs = int(overrides.get("local-epochs", settings.local_epochs))
+    baseline = centralized_samples_per_second(args.baseline_seconds, settings.batch_size)
     result = flowerbed_train(args)
     assert result["status"] == "completed", result
     rounds, wall = result["rounds"], result["seconds"]
@@ -110,7 +119,7 @@ def main() -> None:
         **phase_timeline(steady),
         "client training seconds (median)": round(statistics.median(c["train_seconds"] for r in steady for c in r["clients"]), 2),
     }
-    trained = sum(c["num_examples"] * args.local_epochs for r in rounds for c in r["clients"])
+    trained = sum(c["num_examples"] * local_epochs for r in rounds for c in r["clients"])
     efficiency = trained / wall / baseline
     table = [[r["round"], f"{r['accuracy']:.4f}", f"{r['loss']:.4f}", f"{t:.1f}"] for r, t in zip(rounds, elapsed, strict=True)]
     goal_acc, goal_round = GOALS.get(key, (None, None))
@@ -125,7 +134,8 @@ def main() -> None:
         {
             "setting": key,
             "nodes": args.nodes,
-            "local_epochs": args.local_epochs,
+            "local_epochs": local_epochs,
+            "overrides": overrides,
             "rounds": [
                 {"round": r["round"], "accuracy": r["accuracy"], "loss": r["loss"], "seconds": r["seconds"], "elapsed": t}
                 for r, t in zip(rounds, elapsed, strict=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -214,3 +215,37 @@ def test_evaluate_leaves_the_model_trainable_and_contiguous() -> None:
     model.train()
     model(to_tensor(images[:8])).sum().backward()  # fails on inference tensors
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_api_choices_are_the_apps():
+    """The API's allowed values are declared in RunSettings; the schema must offer exactly those."""
+    from typing import get_args
+
+    from flowerbed.run_config import TrainingConfig
+    from flowerbed_app import run_settings as rs
+
+    choices = {
+        "model": rs.MODELS,
+        "strategy": rs.STRATEGIES,
+        "partitioner": rs.PARTITIONERS,
+        "selection": rs.SELECTIONS,
+        "dp": rs.DP_MODES,
+        "compression": rs.COMPRESSIONS,
+        "lr_schedule": rs.LR_SCHEDULES,
+    }
+    for field, valid in choices.items():
+        assert get_args(TrainingConfig.model_fields[field].annotation) == valid, field
+
+
+def test_cosine_schedule_decays_the_learning_rate_across_the_run():
+    from flowerbed_app.training import scheduled_learning_rate
+
+    assert [scheduled_learning_rate(0.1, "constant", r, 10) for r in (1, 10)] == [0.1, 0.1]
+    cosine = [scheduled_learning_rate(0.1, "cosine", r, 10) for r in range(1, 11)]
+    assert cosine[0] == 0.1 and all(a > b for a, b in itertools.pairwise(cosine))
+    assert cosine[4] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 0.4)))
+    assert 0 < cosine[-1] < 0.003  # the last round still trains, with small steps
+    assert scheduled_learning_rate(0.1, "cosine", 1, 1) == 0.1
+    with pytest.raises(SettingsError) as err:
+        RunSettings.from_run_config({"lr-schedule": "step"})
+    assert err.value.key == "lr-schedule"

@@ -73,9 +73,10 @@ def test_api_latency_smoke():
 
 @pytest.mark.federation
 def test_scale_smoke():
-    result = _run("scale.py", "--nodes", "2", "--clients", "2", "--rounds", "2", "--examples", "50")
+    result = _run("scale.py", "--nodes", "2", "--clients", "2", "--rounds", "2", "--examples", "50", "--idle-seconds", "2")
     (size,) = result["sizes"]
     assert size["rss_mib_per_node"] > 50 and size["clients_per_round"] == 2 and size["round_seconds"] > 0
+    assert size["idle_cpu_percent_of_one_core"] > 0
     assert result["estimated_max_nodes"] > 0
 
 
@@ -95,3 +96,22 @@ def test_client_throughput_smoke():
         f"1 slot x {result['cores']} threads",
     }
     assert all(layout["samples_per_second"]["median"] > 0 for layout in result["layouts"].values())
+
+
+@pytest.mark.federation
+def test_idle_cost_smoke():
+    result = _run("idle_cost.py", "--nodes", "1", "--seconds", "3", "--settle", "2")
+    assert result["by_role"]["superlink"]["processes"] == 1 and result["by_role"]["supernode"]["processes"] == 1
+    assert result["percent_of_one_core"] > 0
+
+
+@pytest.mark.federation
+def test_first_batch_smoke():
+    result = _run("first_batch.py", "--nodes", "1", "--rounds", "2", "--examples", "32")
+    for executor in ("warm", "new"):
+        assert result[executor]["samples"] == 1 and result[executor]["to_first_batch"]["median"] > 0
+
+
+def test_fedavg_in_process_smoke():
+    result = _run("fedavg_in_process.py", "--nodes", "2", "--rounds", "1", "--set", "max-train-examples=64")
+    assert len(result["rounds"]) == 1 and 0 < result["final_accuracy"] <= 1

@@ -34,8 +34,8 @@ CHROMIUM_ARGS = [
 ]
 # What docs/deploy.md documents as published by the base stack (Grafana is left out by the harness).
 DOCUMENTED_PORTS = {"backend": ("FLOWERBED_API_PORT", 8080), "web": ("FLOWERBED_WEB_PORT", 80)}
-ENTRY_POINTS = ["flowerbed", "flowerbed-supernode", "flower-superlink", "flower-superexec"]
-MODULES = ["flowerbed.cli", "flowerbed.api.main", "flowerbed_app.server_app", "flowerbed_app.client_app"]
+ENTRY_POINTS = ["flowerbed", "flowerbed-supernode", "flowerbed-superexec", "flower-superlink", "flower-superexec"]
+MODULES = ["flowerbed.cli", "flowerbed.api.main", "flowerbed_app.server_app", "flowerbed_app.client_app", "flowerbed_node.superexec"]
 
 pytestmark = pytest.mark.timeout(2400)
 
@@ -108,7 +108,7 @@ def test_each_image_has_every_entry_point_and_exactly_the_lock(stack: Booted) ->
         proc = run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c", script], timeout=300, check=False)
         assert proc.returncode == 0, f"{image}: {proc.stderr[-2000:]}"
         installed = json.loads(proc.stdout.strip().splitlines()[-1])
-        ours = {"flowerbed", "flowerbed-app", "pip"}
+        ours = {"flowerbed", "flowerbed-app", "flowerbed-node", "pip"}
         assert {k: v for k, v in installed.items() if k not in ours} == lock, f"{image} differs from requirements.lock"
 
 

@@ -3,7 +3,7 @@
 Flower 1.41's SuperNode, when the SuperLink refuses its confirmation of a message because
 the run was stopped meanwhile, still starts that message's ClientApp; its late reply is
 then paired with the next run's message and the next run's reply is never pushed
-(flowerbed_app/supernode.py). A relay holds the node's confirmation until the run is
+(flowerbed_node/supernode.py). A relay holds the node's confirmation until the run is
 stopped, so the race happens on every run of this test.
 """
 
@@ -60,7 +60,7 @@ def test_the_fix_refuses_to_start_on_a_changed_flower_loop(monkeypatch: Any) -> 
     """Running unpatched silently would bring the hang back: a changed Flower must stop the node."""
     from flwr.supernode import start_client_internal as flower_loop
 
-    from flowerbed_app import supernode
+    from flowerbed_node import supernode
 
     def changed(*, state: object, receive: object) -> int | None:
         return None
@@ -71,27 +71,80 @@ def test_the_fix_refuses_to_start_on_a_changed_flower_loop(monkeypatch: Any) -> 
     assert flower_loop._pull_and_store_message is changed
 
 
-def test_poll_cap_reads_its_variable_and_caps_only_the_loops_sleeps(monkeypatch: Any) -> None:
-    import time
-
-    from flwr.supernode import start_client_internal as flower_loop
-
-    from flowerbed_app import supernode
+def test_poll_settings_are_read_and_checked(monkeypatch: Any) -> None:
+    from flowerbed_node import supernode
 
     monkeypatch.setenv(supernode.POLL_ENV, "0.05")
-    assert supernode.poll_seconds() == 0.05
+    monkeypatch.setenv(supernode.IDLE_POLL_ENV, "4")
+    pacer = supernode.pacer_from_env()
+    assert (pacer.busy, pacer.idle) == (0.05, 4.0)
+    monkeypatch.delenv(supernode.IDLE_POLL_ENV)
+    assert supernode.pacer_from_env().idle == supernode.DEFAULT_IDLE_POLL  # Flower's 3 s
     for bad in ("fast", "0", "-1", "61"):
         monkeypatch.setenv(supernode.POLL_ENV, bad)
         with pytest.raises(ValueError, match=supernode.POLL_ENV):
-            supernode.poll_seconds()
-    monkeypatch.delenv(supernode.POLL_ENV)
-    assert supernode.poll_seconds() is None
+            supernode.pacer_from_env()
 
-    monkeypatch.setattr(flower_loop, "time", time)  # both restored after the test
-    slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)
-    supernode.install(0.05)
-    flower_loop.time.sleep(3)  # the loop's idle wait
-    flower_loop.time.sleep(0.01)
-    assert slept == [0.05, 0.01]
-    assert flower_loop.time.monotonic is time.monotonic  # everything else is the real module
+
+def test_pacer_polls_fast_after_work_and_backs_off_when_idle(monkeypatch: Any) -> None:
+    from flowerbed_node import pacing
+
+    clock = [100.0]
+    monkeypatch.setattr(pacing.time, "monotonic", lambda: clock[0])
+    pacer = pacing.Pacer(busy=0.1, idle=1.0, linger=5.0)
+    assert [pacer.next_wait() for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]  # nothing has come in yet
+    pacer.mark_busy()
+    clock[0] += 4.9
+    assert pacer.next_wait() == 0.1
+    clock[0] += 0.2  # the linger is over
+    assert [pacer.next_wait() for _ in range(4)] == [0.2, 0.4, 0.8, 1.0]
+
+
+def test_the_runtime_api_holds_a_task_request_until_a_task_exists() -> None:
+    """An executor's AcquireTask is answered when a task is created, not polled for."""
+    import threading
+    import time
+
+    from flowerbed_node.supernode import StateChanges, _held
+
+    class Answer:
+        def __init__(self, task: bool) -> None:
+            self.task = task
+
+        def HasField(self, name: str) -> bool:  # protobuf's spelling
+            return self.task
+
+    tasks: list[int] = []
+    changes = StateChanges()
+    acquire = _held(lambda request, state: Answer(bool(tasks)), changes, hold=5.0)
+
+    def create_task() -> None:
+        time.sleep(0.3)
+        tasks.append(1)
+        changes.notify()
+
+    threading.Thread(target=create_task).start()
+    started = time.monotonic()
+    assert acquire(None, None).task
+    assert 0.25 < time.monotonic() - started < 2.0  # answered when the task came, not at the hold's end
+    tasks.clear()
+    quick = _held(lambda request, state: Answer(False), changes, hold=0.3)
+    started = time.monotonic()
+    assert not quick(None, None).HasField("task") and time.monotonic() - started >= 0.3  # nothing: empty after the hold
+    # While the node still receives a message (its task exists, its objects are not all in),
+    # the task waits: a ClientApp started now would find the objects missing.
+    tasks.append(1)
+    changes.receiving = True
+
+    def received() -> None:
+        time.sleep(0.3)
+        changes.receiving = False
+        changes.notify()
+
+    threading.Thread(target=received).start()
+    started = time.monotonic()
+    assert acquire(None, None).task and time.monotonic() - started >= 0.25
+    tasks.clear()
+    changes.close()
+    started = time.monotonic()
+    assert not acquire(None, None).HasField("task") and time.monotonic() - started < 1.0  # shutdown releases waiters

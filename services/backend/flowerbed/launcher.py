@@ -110,10 +110,12 @@ def start(
     extra_env: dict[str, str] | None = None,
     isolation: str = "process",
     fleet_address: str | None = None,
+    programs: dict[str, str] | None = None,
 ) -> Federation:
     """Start SuperLink, serverapp superexec, N SuperNodes and their clientapp superexecs.
 
-    `fleet_address`: what the SuperNodes dial instead of the SuperLink (a relay or proxy)."""
+    `fleet_address`: what the SuperNodes dial instead of the SuperLink (a relay or proxy);
+    `programs`: what each role runs, if not ours (topology.FLOWER_PROGRAMS: bare Flower)."""
     ports = ports or Ports()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
@@ -129,7 +131,7 @@ def start(
     )
     try:
         db = str(data_dir / "state" / "state.db")
-        for spec in local_processes(num_nodes, ports, db, isolation=isolation, fleet_address=fleet_address):
+        for spec in local_processes(num_nodes, ports, db, isolation=isolation, fleet_address=fleet_address, programs=programs):
             federation.processes.append(_spawn(spec, env, logs))
             federation.save()
             if spec.role == "superlink":
@@ -151,9 +153,10 @@ def _spawn(spec: ProcessSpec, env: dict[str, str], logs: Path) -> RunningProcess
         proc_env.setdefault("FLOWERBED_COMPUTE_SLOTS", str(len(os.sched_getaffinity(0))))
         proc_env.setdefault("FLOWERBED_COMPUTE_SLOTS_DIR", str(Path(env["FLOWERBED_DATA_DIR"]) / "compute-slots"))
     if spec.role == "supernode":
-        # Flower's SuperNode asks for work every 3 s when idle; on one machine a shorter
-        # wait costs nothing and starts each round's ClientApps sooner (flowerbed_app.supernode).
-        proc_env.setdefault("FLOWERBED_SUPERNODE_POLL_SECONDS", "0.5")
+        # While a run has work for it, a node asks for the next message every 0.1 s (on one
+        # machine that is cheap and starts each round's ClientApps sooner); idle, it backs off
+        # to Flower's 3 s (flowerbed_node.supernode).
+        proc_env.setdefault("FLOWERBED_SUPERNODE_POLL_SECONDS", "0.1")
     argv = list(spec.argv)
     if spec.role.startswith("superexec"):
         # Flower's own watchdog: an executor exits when its owner dies, even by SIGKILL.

@@ -48,7 +48,10 @@ class TrainingConfig(BaseModel):
     )
     partitioner: Literal["iid", "dirichlet"] = Field("iid", description="How the dataset is split across nodes.")
     alpha: float = Field(0.5, gt=0, le=1e6, description="Dirichlet concentration (smaller = more skewed labels).")
-    learning_rate: float = Field(0.01, gt=0, le=100, description="Client SGD learning rate.")
+    learning_rate: float = Field(0.01, gt=0, le=100, description="Client SGD learning rate (of round 1 with a schedule).")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="Client learning rate across rounds: constant, or cosine decay towards 0 by the last round."
+    )
     momentum: float = Field(0.9, ge=0, lt=1, description="Client SGD momentum.")
     local_epochs: int = Field(1, ge=1, le=100, strict=True, description="Epochs each client trains per round.")
     batch_size: int = Field(32, ge=1, le=4096, strict=True, description="Client mini-batch size.")

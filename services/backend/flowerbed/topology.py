@@ -18,11 +18,19 @@ from typing import Any
 
 import yaml
 
-# What runs locally per role, and the program each image's entrypoint is.
+# What runs locally per role, and the program each image's entrypoint is. flowerbed-* are
+# Flower's own programs patched in place (services/clientapp, package flowerbed_node).
 LOCAL_ROLES = {
     "superlink": "flower-superlink",
+    "superexec-serverapp": "flowerbed-superexec",  # Flower's; polls less when idle
+    "supernode": "flowerbed-supernode",  # Flower's, with a fix for stopping a run; no idle waits
+    "superexec-clientapp": "flowerbed-superexec",  # Flower's; forks each ClientApp from a warm parent
+}
+# Flower's unpatched programs for the same roles (benchmarks compare against them).
+FLOWER_PROGRAMS = {
+    **LOCAL_ROLES,
     "superexec-serverapp": "flower-superexec",
-    "supernode": "flowerbed-supernode",  # Flower's, with a fix for stopping a run (flowerbed_app.supernode)
+    "supernode": "flower-supernode",
     "superexec-clientapp": "flower-superexec",
 }
 # Roles with a local counterpart that is not a Flower process.
@@ -125,6 +133,7 @@ def local_processes(
     services: dict[str, dict[str, Any]] | None = None,
     isolation: str = "process",
     fleet_address: str | None = None,
+    programs: dict[str, str] | None = None,
 ) -> list[ProcessSpec]:
     """Local argv for SuperLink, serverapp executor and N SuperNodes with their executors.
 
@@ -132,10 +141,12 @@ def local_processes(
     their own executors); it exists for comparison benchmarks — compose and local mode
     use "process" (measured faster here, see BENCHMARKS.md). `fleet_address` is what the
     SuperNodes dial when something (a relay, a proxy) sits in front of the SuperLink.
+    `programs` replaces LOCAL_ROLES (e.g. FLOWER_PROGRAMS, for a bare-Flower baseline).
     """
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
     services = services if services is not None else compose_services()
+    programs = programs or LOCAL_ROLES
     link = f"127.0.0.1:{ports.superlink}"
     ((_, superlink),) = _by_role(services, "superlink")
     ((_, serverapp),) = _by_role(services, "superexec-serverapp")
@@ -144,15 +155,15 @@ def local_processes(
     if not supernodes or not clientapps:
         raise ValueError("compose.yaml defines no supernode/superexec-clientapp service")
 
-    argv = [LOCAL_ROLES["superlink"], *superlink["command"]]
+    argv = [programs["superlink"], *superlink["command"]]
     argv = _set_flag(_set_flag(_set_flag(argv, "--host", "127.0.0.1"), "--port", str(ports.superlink)), "--database", state_db)
     specs = [ProcessSpec("superlink", "superlink", _set_flag(argv, "--isolation", isolation))]
-    argv = _set_flag([LOCAL_ROLES["superexec-serverapp"], *serverapp["command"]], "--runtime-api-address", link)
+    argv = _set_flag([programs["superexec-serverapp"], *serverapp["command"]], "--runtime-api-address", link)
     if isolation == "process":
         specs.append(ProcessSpec("superexec-serverapp", "superexec-serverapp", argv))
 
-    node_template = [LOCAL_ROLES["supernode"], *supernodes[0][1]["command"]]
-    client_template = [LOCAL_ROLES["superexec-clientapp"], *clientapps[0][1]["command"]]
+    node_template = [programs["supernode"], *supernodes[0][1]["command"]]
+    client_template = [programs["superexec-clientapp"], *clientapps[0][1]["command"]]
     for i in range(num_nodes):
         port = ports.supernode(i)
         argv = _set_flag(node_template, "--superlink", fleet_address or link)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
@@ -34,7 +35,7 @@ from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import Partition, load_partition
 from flowerbed_app.process_clock import process_started_at
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.training import DpSgd, evaluate, train
+from flowerbed_app.training import DpSgd, evaluate, scheduled_learning_rate, train
 
 MODULE_LOADED_AT = time.time()
 app = ClientApp()
@@ -45,6 +46,26 @@ RESIDUAL_STATE = "compression-residual"
 if threads := int(os.environ.get("FLOWERBED_TORCH_THREADS", "0")):
     # Several ClientApps share two cores; oversubscribed BLAS threads slow all of them.
     torch.set_num_threads(threads)
+
+
+def warm_up() -> None:
+    """Called once by a warm executor (flowerbed-superexec) in the process it forks every
+    ClientApp from: one validation and one training step of the default model on a blank
+    batch, and the tracing SDK's imports. A fresh process pays ~10× a later step for its
+    first one (torch initializes its kernels); forks of a warmed process do not. Runs on one
+    thread, so no thread pool starts in a process that forks, and leaves torch's thread
+    count and random state as it found them."""
+    threads, rng = torch.get_num_threads(), torch.random.get_rng_state()
+    torch.set_num_threads(1)
+    try:
+        images, labels = np.zeros((32, 28, 28), np.uint8), np.zeros(32, np.int64)
+        model = create_model(RunSettings().model)
+        evaluate(model, images, labels)
+        train(model, images, labels, learning_rate=0.01, momentum=0.9, epochs=1, batch_size=32, seed=0)
+        telemetry.preload()
+    finally:
+        torch.set_num_threads(threads)
+        torch.random.set_rng_state(rng)
 
 
 def _node(context: Context) -> tuple[int, int]:
@@ -125,7 +146,12 @@ def _train(
         model,
         x,
         y,
-        learning_rate=float(config.get("learning-rate", settings.learning_rate)),
+        learning_rate=scheduled_learning_rate(
+            float(config.get("learning-rate", settings.learning_rate)),
+            settings.lr_schedule,
+            server_round,
+            settings.num_server_rounds,
+        ),
         momentum=float(config.get("momentum", settings.momentum)),
         epochs=int(config.get("local-epochs", settings.local_epochs)),
         batch_size=int(config.get("batch-size", settings.batch_size)),
@@ -150,6 +176,8 @@ def _train(
     )
     span.set_attribute("train.loss", result.loss)
     client = _client_record(context, handler_started, slot_acquired)
+    client["t-first-step"] = result.first_step_at
+    client["t-sent"] = msg.metadata.created_at  # the ServerApp made the message (then pushed it)
     if result.privacy_history is not None:
         context.state[DP_STATE] = ConfigRecord(privacy.history_to_config(result.privacy_history))  # type: ignore[arg-type]
         client["epsilon"] = privacy.epsilon(result.privacy_history, settings.dp_delta)

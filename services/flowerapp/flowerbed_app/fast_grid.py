@@ -10,6 +10,11 @@ node ids in a stable order so that seeded node sampling is reproducible.
 It is also the first code of ours that sees a reply: an optional `screen(sent, reply)`
 (flowerbed_app.reply_screen) may replace it — e.g. by an error reply for an update
 that must not be aggregated — before any strategy does.
+
+Each message's time-to-live ends with the round (`timeout`): Flower's default is 12 h,
+but no reply is awaited after the round timeout, and a node's executor uses the message's
+deadline to stop a ClientApp that hangs (flowerbed_node.fork_executor) so the node is
+free for the next round.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class FastPollGrid:
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
+        if timeout is not None:
+            for message in messages:  # expire when this round stops waiting for the reply
+                message.metadata.ttl = time.time() - message.metadata.created_at + timeout
         ids = list(self._grid.push_messages(messages))
         sent = dict(zip(ids, messages, strict=False))
         self.destinations.update({mid: int(m.metadata.dst_node_id) for mid, m in sent.items()})

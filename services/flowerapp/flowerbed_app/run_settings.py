@@ -23,6 +23,8 @@ STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian",
 SELECTIONS = ("random", "performance")
 DP_MODES = ("none", "local", "central")
 COMPRESSIONS = ("none", "topk", "int8", "topk+int8")
+# Clients' learning rate across a run's rounds (training.scheduled_learning_rate).
+LR_SCHEDULES = ("constant", "cosine")
 # Opacus' per-sample gradients need layers it can hook; BatchNorm mixes samples.
 DP_LOCAL_MODELS = ("cnn",)
 
@@ -49,6 +51,7 @@ class RunSettings:
     partitioner: str = "iid"
     alpha: float = 0.5
     learning_rate: float = 0.01
+    lr_schedule: str = "constant"
     momentum: float = 0.9
     local_epochs: int = 1
     batch_size: int = 32
@@ -108,6 +111,7 @@ class RunSettings:
         _choice("model", self.model, MODELS)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("partitioner", self.partitioner, PARTITIONERS)
+        _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)
         if self.num_server_rounds < 1:
             raise SettingsError("num-server-rounds", "must be at least 1")
         for key in ("fraction_train", "fraction_evaluate"):

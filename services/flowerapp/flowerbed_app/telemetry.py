@@ -35,6 +35,19 @@ def enabled() -> bool:
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
+def preload() -> None:
+    """Import the SDK and the HTTP exporter now if tracing is on (for a process that forks
+    ClientApps and should not pay these imports in each); starts nothing. The gRPC exporter
+    is left to `setup`: gRPC's runtime and fork do not mix."""
+    if enabled() and _protocol() != "grpc":
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter
+        import opentelemetry.sdk.trace.export  # noqa: F401
+
+
+def _protocol() -> str:
+    return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"))
+
+
 def setup(service_name: str, attributes: Mapping[str, Any] | None = None) -> None:
     """Install a tracer provider with an OTLP exporter (http/protobuf or grpc) once."""
     global _provider
@@ -46,10 +59,7 @@ def setup(service_name: str, attributes: Mapping[str, Any] | None = None) -> Non
 
     from flowerbed_app import __version__
 
-    protocol = os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    )
-    if protocol == "grpc":
+    if _protocol() == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]

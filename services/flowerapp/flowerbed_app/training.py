@@ -7,6 +7,7 @@ evaluation) and the benchmarks all call the same code.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from flowerbed_app.run_settings import LR_SCHEDULES
 
 # Fashion-MNIST training-set mean and std of pixel intensity in [0, 1].
 _MEAN, _STD = 0.2860, 0.3530
@@ -35,6 +38,8 @@ class TrainResult:
     steps: int
     # DP-SGD only: Opacus' accountant history after this training (all steps so far).
     privacy_history: list[tuple[float, float, int]] | None = None
+    # Wall-clock time the first optimizer step began (ClientApp start-up latency).
+    first_step_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ def train(
         model, optimizer, loader, engine = _make_private(model, optimizer, x, y, batch_size, generator, dp)
     model.train()
     total_loss, correct, seen, steps = 0.0, 0, 0, 0
+    first_step_at = 0.0
     for epoch in range(epochs):
         with epoch_scope(epoch) if epoch_scope else contextlib.nullcontext():
             if engine is not None:
@@ -102,6 +108,7 @@ def train(
                 order = torch.randperm(len(x), generator=generator)
                 batches = ((x[order[i : i + batch_size]], y[order[i : i + batch_size]]) for i in range(0, len(x), batch_size))
             for step, (xb, yb) in enumerate(batches):
+                first_step_at = first_step_at or time.time()
                 with step_scope(epoch, step) if step_scope else contextlib.nullcontext() as scope:
                     optimizer.zero_grad(set_to_none=True)
                     out = model(xb)
@@ -127,6 +134,7 @@ def train(
         seconds=time.perf_counter() - started,
         steps=steps,
         privacy_history=list(engine.accountant.history) if engine is not None else None,
+        first_step_at=first_step_at,
     )
 
 
@@ -186,6 +194,21 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_siz
     finally:
         model.to(memory_format=torch.contiguous_format)
     return total_loss / len(images), correct / len(images)
+
+
+def scheduled_learning_rate(base: float, schedule: str, server_round: int, num_rounds: int) -> float:
+    """The clients' learning rate in `server_round` (1-based) of a run of `num_rounds`.
+
+    "cosine" anneals from `base` in round 1 towards 0 after the last round (half a cosine
+    over the run): large steps while the model is far from a minimum, small ones at the end,
+    where a constant rate keeps the global model oscillating between rounds — most visibly
+    on non-IID data, where each round's sampled nodes pull it their own way."""
+    if schedule == "constant" or num_rounds <= 1:
+        return base
+    if schedule == "cosine":
+        progress = (min(max(server_round, 1), num_rounds) - 1) / num_rounds
+        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown lr-schedule {schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
 
 
 def seeded_model(factory: Callable[[], nn.Module], seed: int) -> nn.Module:

@@ -1,0 +1,1 @@
+"""A Flower App whose ClientApp fails on request (executor tests)."""
