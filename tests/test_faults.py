@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from backend_fixture import QUICK_RUN, read_sse, wait_for
-from fault_injection import kill, start_again
+from process_restart import kill, start_again
 
 from flowerbed.flower_control import FlowerControl
 from flowerbed_app.progress_events import PREFIX
