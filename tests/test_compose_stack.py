@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from compose_fixture import ARTIFACTS, Booted, booted_stack
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from playwright.sync_api import expect, sync_playwright
@@ -24,18 +25,16 @@ from playwright.sync_api import expect, sync_playwright
 from compose_harness.engine import run
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # What docs/deploy.md documents as published by the base stack (Grafana is left out by the harness).
 DOCUMENTED_PORTS = {"backend": ("FLOWERBED_API_PORT", 8080), "web": ("FLOWERBED_WEB_PORT", 80)}
 ENTRY_POINTS = ["flowerbed", "flowerbed-supernode", "flowerbed-superexec", "flower-superlink", "flower-superexec"]
-MODULES = ["flowerbed.cli", "flowerbed.api.main", "flowerbed_app.server_app", "flowerbed_app.client_app", "flowerbed_node.superexec"]
+MODULES = [
+    "flowerbed.cli",
+    "flowerbed.api.main",
+    "flowerbed_app.server_app",
+    "flowerbed_app.client_app",
+    "flowerbed_node.superexec",
+]
 
 pytestmark = pytest.mark.timeout(2400)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from backend_fixture import Backend, spawn_backend
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from conftest import env_extra, free_port, free_ports
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -37,14 +38,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 # FLOWERBED_UPDATE_README_SHOT=1 .venv/bin/python -m pytest tests/test_dashboard.py
 UPDATE_README_SHOT = os.environ.get("FLOWERBED_UPDATE_README_SHOT") == "1"
 README_SHOT = ROOT / "docs" / "dashboard.png" if UPDATE_README_SHOT else ARTIFACTS / "dashboard.png"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RUN_TIMEOUT_MS = 240_000
 
 
