@@ -205,6 +205,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             backend_process.stop_backend(federation, started_backend)
 
 
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from flowerbed.demo_data import write_demo_data
+
+    if args.sites < 1 or args.images_per_site < 1:
+        return fail("--sites and --images-per-site must be at least 1")
+    written = write_demo_data(args.out, args.sites, args.images_per_site, args.seed)
+    for kind, directories in written.items():
+        print(f"{kind}: {' '.join(f'--node-data {d}' for d in directories)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowerbed", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("variables", nargs="+", metavar="VAR", help="e.g. FLOWERBED_API_TOKEN POSTGRES_PASSWORD")
     check.set_defaults(func=cmd_check_secrets)
+
+    demo = sub.add_parser("demo-data", help="write example site data: breast-cancer tables and Fashion-MNIST PNG folders")
+    demo.add_argument("--sites", type=int, default=3, help="number of sites (default 3)")
+    demo.add_argument("--out", type=Path, required=True, help="directory to write <kind>/site-N/ into")
+    demo.add_argument("--images-per-site", type=int, default=300, help="Fashion-MNIST images per site (default 300)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo_data)
 
     train = sub.add_parser("train", help="train on the local federation (starting one and its backend if needed)")
     _add_federation_args(train)
