@@ -166,3 +166,34 @@ def test_federated_statistics_equal_the_pooled_ones_and_columns_must_agree():
     c = describe(_raw(["yes"] * 10 + ["no"] * 10), "three", 0.1, 0)
     with pytest.raises(DataDisagreement, match=r"node 3 \(site 'three'\) has classes no, yes, which no other node has"):
         agree({1: a, 2: a, 3: c})
+
+
+def test_a_colour_folder_trains_resnet18_at_its_own_size_and_a_corrupt_image_names_itself(tmp_path):
+    """3-channel 32×32 PNGs of any source size: read by Pillow, converted, one resnet18 step trains."""
+    from PIL import Image
+
+    from flowerbed_app.data_description import agree
+    from flowerbed_app.models import create_model
+    from flowerbed_app.node_data import NodeDataError, convert, read_raw
+    from flowerbed_app.training import train
+
+    rng = np.random.default_rng(0)
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            pixels = np.clip(rng.normal(colour, 20, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(tmp_path / "red" / "big.png")  # resized to the run's size
+    raw = read_raw(tmp_path, "label")
+    assert raw.format == "images" and raw.image_shape == (3, 32, 32)
+    run = agree({1: describe(raw, "colours", 0.2, 0)})
+    assert run.conversion.input_shape == (3, 32, 32) and run.conversion.classes == ("blue", "red")
+    x, y = convert(raw, run.conversion)
+    assert x.shape == (7, 3, 32, 32) and x.dtype == np.uint8 and sorted(set(y.tolist())) == [0, 1]
+    model = create_model("resnet18", 2, run.conversion.input_shape)
+    result = train(model, x, y, learning_rate=0.01, momentum=0.9, epochs=1, batch_size=7, seed=0)
+    assert result.num_examples == 7 and result.steps == 1 and np.isfinite(result.loss)
+
+    (tmp_path / "blue" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(NodeDataError, match=r"cannot read image blue/broken.png"):
+        read_raw(tmp_path, "label")

@@ -120,6 +120,10 @@ class RunSettings:
         _choice("data-source", self.data_source, DATA_SOURCES)
         if self.model == "mlp" and self.data_source != "node":
             raise SettingsError("model", "mlp trains on tables, which only nodes' own data has: set data-source=node")
+        if self.data_source == "node" and self.evaluate_every > 1:
+            raise SettingsError(
+                "evaluate-every", "with data-source=node the nodes evaluate every round (it is the run's accuracy): use 0 or 1"
+            )
         if not self.label_column.strip():
             raise SettingsError("label-column", "must name the tables' label column")
         _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)

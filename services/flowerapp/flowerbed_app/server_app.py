@@ -113,8 +113,8 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         x_test, y_test = load_test_split(settings.dataset)
         connected = wait_for_nodes(grid, needed, settings.node_wait_timeout, events)
 
-    # No test set on the server with nodes' own data: evaluate federatedly every round (at least).
-    strategy_settings = dataclasses.replace(settings, evaluate_every=settings.evaluate_every or 1) if survey else settings
+    # No test set on the server with nodes' own data: evaluate federatedly every round.
+    strategy_settings = dataclasses.replace(settings, evaluate_every=1) if survey else settings
     built = build_strategy(strategy_settings, events, needed, len(connected), round_offset)
     strategy = built.instrumented
     if survey is not None and survey.failures:

@@ -41,6 +41,14 @@ class StartedRun(BaseModel):
     resumed_from: str | None = Field(None, description="The failed or stopped run this one continues.")
 
 
+# Which accuracy a run reports: data_source=node runs have no central test set.
+AccuracyKind = Literal["centralized", "federated"]
+
+
+def accuracy_kind_of(config: dict[str, Any]) -> AccuracyKind:
+    return "federated" if config.get("data_source") == "node" else "centralized"
+
+
 class StoppingRun(BaseModel):
     run_id: str
     status: Literal["stopping"] = "stopping"
@@ -54,6 +62,11 @@ class RunSummary(BaseModel):
     finished_at: datetime | None
     config: dict[str, Any]
     accuracy: float | None
+    accuracy_kind: AccuracyKind = Field(
+        "centralized",
+        description="centralized: on the server's test split (data_source=partitions); federated: the nodes' "
+        "example-weighted evaluation of each round's model on their own validation data (data_source=node).",
+    )
     loss: float | None
     rounds_completed: int
     num_rounds: int
@@ -72,6 +85,7 @@ class RunSummary(BaseModel):
             finished_at=as_utc(run.finished_at),
             config=run.config,
             accuracy=run.accuracy,
+            accuracy_kind=accuracy_kind_of(run.config),
             loss=run.loss,
             rounds_completed=rounds_completed,
             num_rounds=run.num_rounds,
@@ -85,6 +99,7 @@ class RunSummary(BaseModel):
 class RoundDetail(BaseModel):
     round: int
     accuracy: float | None
+    accuracy_kind: AccuracyKind = "centralized"
     loss: float | None
     train: dict[str, Any] = Field(default_factory=dict)
     federated_evaluation: dict[str, Any] = Field(default_factory=dict)
@@ -109,6 +124,7 @@ class RoundDetail(BaseModel):
         return cls(
             round=row.round,
             accuracy=row.accuracy,
+            accuracy_kind=p.get("accuracy_kind") or "centralized",
             loss=row.loss,
             train=p.get("train") or {},
             federated_evaluation=p.get("federated_evaluation") or {},
