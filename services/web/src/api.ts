@@ -22,6 +22,8 @@ export interface RunSummary {
   finished_at?: Timestamp;
   config?: TrainingConfig;
   accuracy?: number | null;
+  /** centralized: the server's test split; federated: the nodes' own validation data (data_source=node). */
+  accuracy_kind?: "centralized" | "federated";
   loss?: number | null;
   rounds_completed?: number | null;
   num_rounds?: number | null;
@@ -55,6 +57,7 @@ export interface Failure {
 export interface RoundResult {
   round: number;
   accuracy?: number | null;
+  accuracy_kind?: "centralized" | "federated";
   loss?: number | null;
   train?: Record<string, unknown> | null;
   federated_evaluation?: Record<string, unknown> | null;
