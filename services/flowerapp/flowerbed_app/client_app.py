@@ -100,6 +100,12 @@ def _partition(settings: RunSettings, context: Context, config: Any) -> tuple[in
     return partition_id, load_partition(settings.partition_spec(partition_id, num_partitions))
 
 
+def _seed_key(partition_id: int, context: Context) -> int:
+    """Sets nodes' shuffling apart: the partition, or for nodes with their own data (no
+    partition) their Flower node id."""
+    return partition_id if partition_id >= 0 else int(context.node_id) % 1_000_003
+
+
 def _capped(settings: RunSettings, x: Any, y: Any) -> tuple[Any, Any]:
     """At most max-train-examples of a split (0: all). Quick runs cap validation too: a
     smoke run of 64 training examples should not validate on thousands."""
@@ -177,7 +183,7 @@ def _train(
         momentum=float(config.get("momentum", settings.momentum)),
         epochs=int(config.get("local-epochs", settings.local_epochs)),
         batch_size=int(config.get("batch-size", settings.batch_size)),
-        seed=settings.seed * 100_003 + server_round * 1_009 + partition_id,
+        seed=settings.seed * 100_003 + server_round * 1_009 + _seed_key(partition_id, context),
         epoch_scope=(lambda epoch: telemetry.span("train.epoch", epoch=epoch)) if tracing else None,
         step_scope=step_scope(settings.trace_step_every) if tracing else None,
         proximal_mu=float(config.get("proximal-mu", 0.0)),  # FedProx puts mu into the train config
