@@ -139,6 +139,16 @@ class RoundDetail(BaseModel):
         )
 
 
+def node_data_of(event: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The data_described event as the API shows it: node ids as strings (uint64, see below)."""
+    if event is None:
+        return None
+    return {
+        "nodes": [{**n, "node_id": str(n.get("node_id"))} for n in event.get("nodes") or []],
+        "failures": [{**f, "node_id": str(f.get("node_id"))} for f in event.get("failures") or []],
+    }
+
+
 def _string_keys(value: Any) -> Any:
     """Node ids are uint64: as JSON object keys or values they must be strings for browsers."""
     if isinstance(value, dict):
@@ -154,6 +164,12 @@ class RunDetail(RunSummary):
     bytes_received: int | None
     trace_id: str | None = None
     trace_url: str | None = Field(None, description="Grafana Explore (compose) or the dashboard's trace view (local).")
+    node_data: dict[str, Any] | None = Field(
+        None,
+        description="data_source=node: what each node described about its data before round 1 (`nodes`: node_id, "
+        "site, format, examples, columns or image_shape, classes with counts under 5 as '< 5') and the nodes left out "
+        "for want of usable data (`failures`: node_id, reason). Never any of the data itself.",
+    )
 
 
 class RunPage(BaseModel):
