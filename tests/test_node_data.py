@@ -197,3 +197,21 @@ def test_a_colour_folder_trains_resnet18_at_its_own_size_and_a_corrupt_image_nam
     (tmp_path / "blue" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(NodeDataError, match=r"cannot read image blue/broken.png"):
         read_raw(tmp_path, "label")
+
+
+def test_node_settings_are_checked_before_a_run_starts():
+    from flowerbed.run_config import FieldError, TrainingConfig
+    from flowerbed_app.run_settings import RunSettings, SettingsError
+
+    with pytest.raises(SettingsError) as err:
+        RunSettings.from_run_config({"model": "mlp"})
+    assert err.value.key == "model" and "data-source=node" in err.value.reason
+    with pytest.raises(SettingsError) as err:
+        RunSettings.from_run_config({"data-source": "node", "evaluate-every": 2})
+    assert err.value.key == "evaluate-every"
+    with pytest.raises(FieldError) as api_err:
+        TrainingConfig(model="mlp").validate_domain()
+    assert api_err.value.field == "model"
+    config = TrainingConfig(model="mlp", data_source="node", label_column="diagnosis")
+    assert config.overrides("r", "/store")["label-column"] == "diagnosis"
+    assert config.validate_domain().data_source == "node"
