@@ -201,6 +201,12 @@ class NodeInfo(BaseModel):
     status: str
     last_seen: str
     online_until: float | str | None
+    data: dict[str, Any] | None = Field(
+        None,
+        description="data_source=node: the node's data description from the newest run that asked it (format, examples, "
+        "columns or image_shape, classes with counts under 5 as '< 5'; or `error`: why it had no usable data), and that "
+        "`run_id`.",
+    )
 
 
 class NodeList(BaseModel):
