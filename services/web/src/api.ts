@@ -114,6 +114,19 @@ export interface NodeInfo {
   status: string;
   last_seen: Timestamp;
   online_until?: Timestamp;
+  /** data_source=node: the node's data description from the newest run that asked it, or `error`. */
+  data?: NodeData | null;
+}
+
+export interface NodeData {
+  run_id?: string;
+  site?: string;
+  format?: string;
+  examples?: number;
+  classes?: Record<string, number | string>;
+  columns?: string[];
+  image_shape?: number[];
+  error?: string;
 }
 
 export interface ModelInfo {
