@@ -74,6 +74,8 @@ export interface RoundResult {
 
 export interface RunDetail extends RunSummary {
   rounds: RoundResult[];
+  /** data_source=node: each node's data description before round 1, and the nodes left out. */
+  node_data?: { nodes: (NodeData & { node_id: string })[]; failures: { node_id: string; reason: string }[] } | null;
   bytes_sent?: number | null;
   bytes_received?: number | null;
 }
