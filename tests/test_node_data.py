@@ -72,6 +72,7 @@ def test_three_hospitals_train_an_mlp_on_their_own_tables(site_federation):
     assert not described["failures"] and len(described["nodes"]) == SITES
     assert all(n["format"] == "table" and len(n["columns"]) == 30 for n in described["nodes"])
     assert all(set(n["classes"]) == {"benign", "malignant"} for n in described["nodes"])
+    assert not any("feature_mean" in n or "feature_var" in n for n in described["nodes"])  # per-site statistics stay put
     rounds = outcome.of("round_finished")
     assert len(rounds) == 3 and all(r["accuracy_kind"] == "federated" for r in rounds)
     # The run's accuracy is the example-weighted federated evaluation of each round's model.

@@ -59,7 +59,7 @@ def survey_nodes(grid: FastPollGrid, nodes: list[int], settings: RunSettings, ev
             failures.append({"node_id": node_id, "phase": "describe", "reason": reason})
     events.emit(
         "data_described",
-        nodes=[{"node_id": n, **descriptions[n]} for n in sorted(descriptions)],
+        nodes=[{"node_id": n, **_public(descriptions[n])} for n in sorted(descriptions)],
         failures=sorted(failures, key=lambda f: f["node_id"]),
     )
     if not descriptions:
@@ -73,6 +73,12 @@ def survey_nodes(grid: FastPollGrid, nodes: list[int], settings: RunSettings, ev
             f"choose {'mlp' if run_data.format == 'table' else 'cnn or resnet18'}"
         )
     return Survey(run_data, descriptions, failures)
+
+
+def _public(description: dict[str, Any]) -> dict[str, Any]:
+    """What the run's events (and so the API and dashboard) show of a description: each node's
+    own feature statistics stay in the ServerApp, only the pooled ones reach the checkpoints."""
+    return {k: v for k, v in description.items() if k not in ("feature_mean", "feature_var")}
 
 
 def _description_of(reply: Message) -> dict[str, Any]:
