@@ -121,6 +121,7 @@ def test_image_folders_train_a_cnn_and_an_empty_site_is_only_its_own_failure(sit
             "min-available-nodes": 2,
             "learning-rate": 0.05,
             "local-epochs": 2,
+            "validation-fraction": 0.3,  # 45 images per site: a rise is not noise
         },
     )
     assert outcome.flower_status == "finished:completed", [e.get("reason") for e in outcome.events]
@@ -133,7 +134,7 @@ def test_image_folders_train_a_cnn_and_an_empty_site_is_only_its_own_failure(sit
     assert [f["node_id"] for f in rounds[0]["failures"]] == [empty_node]
     assert all(empty_node not in r["selected"] and len(r["clients"]) == 2 for r in rounds)
     accuracies = [r["accuracy"] for r in rounds]
-    assert accuracies[-1] > accuracies[0] and accuracies[-1] > 0.3, accuracies
+    assert accuracies[-1] > accuracies[0] + 0.05 and accuracies[-1] > 0.3, accuracies
 
 
 def _raw(labels: list[str], columns: tuple[str, ...] = ("a", "b")) -> RawData:
