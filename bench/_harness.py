@@ -29,6 +29,7 @@ def federation(
     extra_env: dict[str, str] | None = None,
     wait_timeout: float = 120.0,
     programs: dict[str, str] | None = None,
+    node_data: list[Path] | None = None,
 ) -> Iterator[launcher.Federation]:
     with tempfile.TemporaryDirectory(prefix="flowerbed-bench-") as tmp:
         ports = Ports(superlink=free_port_block(1), supernode_base=free_port_block(num_nodes))
@@ -40,6 +41,7 @@ def federation(
             extra_env={"FLOWERBED_CACHE_DIR": os.environ["FLOWERBED_CACHE_DIR"], **(extra_env or {})},
             isolation=isolation,
             programs=programs,
+            node_data=node_data,
         )
         try:
             yield fed

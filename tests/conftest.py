@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -80,10 +81,10 @@ def env_extra() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_federation(directory: Path, num_nodes: int) -> Iterator[launcher.Federation]:
+def running_federation(directory: Path, num_nodes: int, **kwargs: Any) -> Iterator[launcher.Federation]:
     """A federation on free ports for the duration of the block (session fixtures use it)."""
     ports = Ports(superlink=free_port(), supernode_base=free_ports(num_nodes))
-    federation = launcher.start(directory, num_nodes, ports, extra_env=env_extra())
+    federation = launcher.start(directory, num_nodes, ports, extra_env=env_extra(), **kwargs)
     try:
         yield federation
     finally:

@@ -258,3 +258,19 @@ def test_rows_of_deleted_runs_are_pruned(tmp_path: Path) -> None:
     assert history.events_after("gone") == [] and history.rounds("gone") == [] and history.logs("gone") == ""
     assert len(history.events_after("kept")) == 3 and len(history.rounds("kept")) == 1 and history.logs("kept")
     engine.dispose()
+
+
+def test_each_nodes_newest_data_description_is_kept(database_url: str) -> None:
+    """GET /nodes shows what each node last said about its data (data_described events, newest run first)."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    history = RunHistory(session_factory(engine))
+    for run_id, site, when in (("old", "site-a-old", 1001.0), ("new", "site-a", 1002.0)):
+        history.create_run(run_id, {"data_source": "node"}, 1, None)
+        nodes = [{"node_id": UINT64_MAX, "site": site, "examples": 40, "classes": {"x": 35, "y": "< 5"}}]
+        failures = [{"node_id": 7, "phase": "describe", "reason": "data directory /d is empty"}] if run_id == "new" else []
+        history.ingest_log_chunk(run_id, _event_line(1, "data_described", nodes=nodes, failures=failures), when)
+    data = history.node_data()
+    assert data[str(UINT64_MAX)] == {"site": "site-a", "examples": 40, "classes": {"x": 35, "y": "< 5"}, "run_id": "new"}
+    assert data["7"] == {"error": "data directory /d is empty", "run_id": "new"}
+    engine.dispose()

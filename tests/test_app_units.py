@@ -232,6 +232,7 @@ def test_api_choices_are_the_apps():
         "dp": rs.DP_MODES,
         "compression": rs.COMPRESSIONS,
         "lr_schedule": rs.LR_SCHEDULES,
+        "data_source": rs.DATA_SOURCES,
     }
     for field, valid in choices.items():
         assert get_args(TrainingConfig.model_fields[field].annotation) == valid, field

@@ -115,3 +115,10 @@ def test_first_batch_smoke():
 def test_fedavg_in_process_smoke():
     result = _run("fedavg_in_process.py", "--nodes", "2", "--rounds", "1", "--set", "max-train-examples=64")
     assert len(result["rounds"]) == 1 and 0 < result["final_accuracy"] <= 1
+
+
+@pytest.mark.federation
+def test_node_data_smoke():
+    result = _run("node_data.py", "--sites", "2", "--rounds", "1", "--local-epochs", "1")
+    assert result["status"] == "finished:completed" and len(result["federated_accuracy_by_round"]) == 1
+    assert 0 < result["centralized_accuracy"] <= 1 and len(result["site_sizes"]) == 2

@@ -164,3 +164,13 @@ def test_evaluate_replies_are_screened_and_capped_by_the_validation_split() -> N
     assert screen(sent, reply()).content["metrics"]["num-examples"] == val_size
     rejected = screen(sent, reply(**{"eval-loss": float("nan")}))
     assert rejected.has_error() and "'eval-loss' is not a finite number" in rejected.error.reason
+
+
+def test_nodes_with_their_own_data_are_capped_by_what_they_described() -> None:
+    """data-source=node: no partitions; a reply counts at most the examples its node described before round 1."""
+    settings = RunSettings(data_source="node")
+    reply = _reply(examples=10**6)
+    del reply.content["client"]["partition-id"], reply.content["client"]["num-partitions"]
+    screened = ReplyScreen(settings, {42: 120})(SENT, reply)
+    assert screened.content["metrics"]["num-examples"] == 120 and screened.content["client"]["num-examples-claimed"] == 10**6
+    assert "described no data" in _reason(ReplyScreen(settings, {7: 120})(SENT, _reply()))

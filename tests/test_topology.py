@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from flwr.common.config import parse_config_args
+
 from flowerbed import launcher
 from flowerbed.cli import build_parser
 from flowerbed.topology import (
@@ -13,6 +16,7 @@ from flowerbed.topology import (
     Ports,
     compose_services,
     local_processes,
+    node_data_value,
     role_of,
 )
 
@@ -90,3 +94,28 @@ def test_free_port_blocks_avoid_the_kernels_ephemeral_range():
         assert all(not low <= port <= high for port in range(base, base + 5)), base
         with socket.socket() as s:
             s.bind(("127.0.0.1", base + 4))
+
+
+def test_node_data_directories_reach_each_supernodes_node_config(tmp_path):
+    dirs = [tmp_path / "site a", tmp_path / "site-b"]
+    specs = local_processes(2, Ports(superlink=18000, supernode_base=19000), "/tmp/state.db", node_data=dirs)
+    configs = [s.argv[s.argv.index("--node-config") + 1] for s in specs if s.role == "supernode"]
+    assert configs == [f'partition-id={i} num-partitions=2 data-dir="{d.resolve()}"' for i, d in enumerate(dirs)]
+    assert parse_config_args([configs[0]])["data-dir"] == str(dirs[0].resolve())  # what the SuperNode will read
+    with pytest.raises(ValueError, match="one per node"):
+        local_processes(3, Ports(superlink=18000, supernode_base=19000), "/tmp/state.db", node_data=dirs)
+    with pytest.raises(ValueError, match="quotes"):
+        node_data_value(tmp_path / 'it"s')
+
+
+def test_up_starts_one_supernode_per_data_directory(tmp_path):
+    from flowerbed.cli import _node_count
+
+    args = build_parser().parse_args(["up", "--node-data", str(tmp_path), "--node-data", str(tmp_path)])
+    assert _node_count(args) is None and args.nodes == 2
+    args = build_parser().parse_args(["up", "--nodes", "3", "--node-data", str(tmp_path)])
+    assert "one directory per node" in str(_node_count(args))
+    args = build_parser().parse_args(["up", "--node-data", str(tmp_path / "missing")])
+    assert "not a directory" in str(_node_count(args))
+    args = build_parser().parse_args(["up"])
+    assert _node_count(args) is None and args.nodes == 3

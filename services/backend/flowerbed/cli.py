@@ -20,7 +20,16 @@ from flowerbed.train_client import fail, info, precheck, train, training_request
 
 
 def _add_federation_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nodes", type=int, default=3, help="number of SuperNodes (default 3)")
+    parser.add_argument(
+        "--nodes", type=int, default=None, help="number of SuperNodes (default 3, or one per --node-data directory)"
+    )
+    parser.add_argument(
+        "--node-data",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="a SuperNode's own data directory (repeat: one per node) for runs with data_source=node",
+    )
     parser.add_argument("--superlink-port", type=int, default=8000)
     parser.add_argument("--supernode-port", type=int, default=9094, help="first SuperNode's port; then +1 each")
     parser.add_argument("--data-dir", type=Path, default=None, help="local state (default ./.flowerbed)")
@@ -82,7 +91,23 @@ def cmd_check_secrets(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _node_count(args: argparse.Namespace) -> str | None:
+    """Settle --nodes against --node-data (one directory per node); an error message or None."""
+    if args.node_data:
+        if args.nodes is not None and args.nodes != len(args.node_data):
+            return f"--nodes {args.nodes} but {len(args.node_data)} --node-data directories: give one directory per node"
+        missing = [str(d) for d in args.node_data if not d.is_dir()]
+        if missing:
+            return f"--node-data: not a directory: {', '.join(missing)}"
+        args.nodes = len(args.node_data)
+    elif args.nodes is None:
+        args.nodes = 3
+    return None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    if problem := _node_count(args):
+        return fail(problem)
     if args.nodes < 1:
         return fail("--nodes must be at least 1")
     directory = _data_dir(args)
@@ -92,7 +117,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"starting SuperLink and {args.nodes} SuperNodes (logs in {directory / 'logs'}) …", flush=True)
     token = _token(directory)
     tracing = backend_process.local_tracing_env(args.port, token) if args.tracing else {}
-    federation = launcher.start(directory, args.nodes, _ports(args), extra_env=tracing)
+    federation = launcher.start(directory, args.nodes, _ports(args), extra_env=tracing, node_data=args.node_data)
     try:
         backend = backend_process.start_backend(federation, args.port, extra_env=tracing)
     except BaseException as exc:
@@ -142,6 +167,8 @@ def _free_port() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if problem := _node_count(args):
+        return fail(problem, as_json=args.json)
     directory = _data_dir(args)
     body = training_request(args)
     if (problem := precheck(args, body)) is not None:
@@ -159,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         if federation is None or not federation.alive():
             info(f"starting a local federation with {args.nodes} SuperNodes …", args.json)
-            federation = owned = launcher.start(directory, args.nodes, _ports(args))
+            federation = owned = launcher.start(directory, args.nodes, _ports(args), node_data=args.node_data)
         try:
             _token(directory)
             backend = started_backend = backend_process.start_backend(federation, _free_port())
@@ -176,6 +203,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             launcher.stop(owned)
         elif started_backend is not None and federation is not None:
             backend_process.stop_backend(federation, started_backend)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from flowerbed.demo_data import write_demo_data
+
+    if args.sites < 1 or args.images_per_site < 1:
+        return fail("--sites and --images-per-site must be at least 1")
+    written = write_demo_data(args.out, args.sites, args.images_per_site, args.seed)
+    for kind, directories in written.items():
+        print(f"{kind}: {' '.join(f'--node-data {d}' for d in directories)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,12 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("variables", nargs="+", metavar="VAR", help="e.g. FLOWERBED_API_TOKEN POSTGRES_PASSWORD")
     check.set_defaults(func=cmd_check_secrets)
 
+    demo = sub.add_parser("demo-data", help="write example site data: breast-cancer tables and Fashion-MNIST PNG folders")
+    demo.add_argument("--sites", type=int, default=3, help="number of sites (default 3)")
+    demo.add_argument("--out", type=Path, required=True, help="directory to write <kind>/site-N/ into")
+    demo.add_argument("--images-per-site", type=int, default=300, help="Fashion-MNIST images per site (default 300)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo_data)
+
     train = sub.add_parser("train", help="train on the local federation (starting one and its backend if needed)")
     _add_federation_args(train)
     train.add_argument("--rounds", type=int, default=3)
     train.add_argument("--partitioner", default="iid", help="iid | dirichlet")
     train.add_argument("--alpha", type=float, default=None, help="Dirichlet concentration (> 0)")
-    train.add_argument("--model", default="cnn", help="cnn | resnet18")
+    train.add_argument("--model", default="cnn", help="cnn | resnet18 | mlp (tables)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="any run-config key, e.g. --set local-epochs=2")
     train.add_argument("--allow-waiting", action="store_true", help="start even if fewer nodes than min-available-nodes")
     train.add_argument("--json", action="store_true", help="last stdout line: one JSON object with the results")

@@ -111,11 +111,13 @@ def start(
     isolation: str = "process",
     fleet_address: str | None = None,
     programs: dict[str, str] | None = None,
+    node_data: list[Path] | None = None,
 ) -> Federation:
     """Start SuperLink, serverapp superexec, N SuperNodes and their clientapp superexecs.
 
     `fleet_address`: what the SuperNodes dial instead of the SuperLink (a relay or proxy);
-    `programs`: what each role runs, if not ours (topology.FLOWER_PROGRAMS: bare Flower)."""
+    `programs`: what each role runs, if not ours (topology.FLOWER_PROGRAMS: bare Flower);
+    `node_data`: each SuperNode's own data directory (node config data-dir), one per node."""
     ports = ports or Ports()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
@@ -131,7 +133,10 @@ def start(
     )
     try:
         db = str(data_dir / "state" / "state.db")
-        for spec in local_processes(num_nodes, ports, db, isolation=isolation, fleet_address=fleet_address, programs=programs):
+        specs = local_processes(
+            num_nodes, ports, db, isolation=isolation, fleet_address=fleet_address, programs=programs, node_data=node_data
+        )
+        for spec in specs:
             federation.processes.append(_spawn(spec, env, logs))
             federation.save()
             if spec.role == "superlink":

@@ -35,7 +35,9 @@ class TrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    model: Literal["cnn", "resnet18"] = Field("cnn", description="Network to train.")
+    model: Literal["cnn", "resnet18", "mlp"] = Field(
+        "cnn", description="Network to train: cnn, resnet18 (images) or mlp (tables, with data_source=node)."
+    )
     strategy: Literal["fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum"] = Field(
         "fedavg", description="Aggregation strategy (Flower's own classes)."
     )
@@ -45,6 +47,14 @@ class TrainingConfig(BaseModel):
     min_nodes: int = Field(2, ge=1, strict=True, le=10_000, description="Minimum nodes that must reply in a round.")
     min_available_nodes: int = Field(
         2, ge=1, le=10_000, strict=True, description="Nodes that must be connected before a round starts (>= min_nodes)."
+    )
+    data_source: Literal["partitions", "node"] = Field(
+        "partitions",
+        description="Training data: partitions of the central Fashion-MNIST copy, or each node's own data directory "
+        "(node config data-dir; accuracy is then the federated evaluation).",
+    )
+    label_column: str = Field(
+        "label", min_length=1, max_length=200, description="Tables (data_source=node): the column holding each row's class."
     )
     partitioner: Literal["iid", "dirichlet"] = Field("iid", description="How the dataset is split across nodes.")
     alpha: float = Field(0.5, gt=0, le=1e6, description="Dirichlet concentration (smaller = more skewed labels).")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,7 @@ def local_processes(
     isolation: str = "process",
     fleet_address: str | None = None,
     programs: dict[str, str] | None = None,
+    node_data: Sequence[Path] | None = None,
 ) -> list[ProcessSpec]:
     """Local argv for SuperLink, serverapp executor and N SuperNodes with their executors.
 
@@ -142,7 +144,11 @@ def local_processes(
     use "process" (measured faster here, see BENCHMARKS.md). `fleet_address` is what the
     SuperNodes dial when something (a relay, a proxy) sits in front of the SuperLink.
     `programs` replaces LOCAL_ROLES (e.g. FLOWER_PROGRAMS, for a bare-Flower baseline).
+    `node_data`: one data directory per SuperNode (its node config's data-dir, for runs with
+    data-source=node); the partition settings stay, so partition runs work on them too.
     """
+    if node_data is not None and len(node_data) != num_nodes:
+        raise ValueError(f"{len(node_data)} node data directories for {num_nodes} SuperNodes: give one per node")
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
     services = services if services is not None else compose_services()
@@ -168,9 +174,20 @@ def local_processes(
         port = ports.supernode(i)
         argv = _set_flag(node_template, "--superlink", fleet_address or link)
         argv = _set_flag(_set_flag(argv, "--host", "127.0.0.1"), "--port", str(port))
-        argv = _set_flag(argv, "--node-config", f"partition-id={i} num-partitions={num_nodes}")
+        node_config = f"partition-id={i} num-partitions={num_nodes}"
+        if node_data is not None:
+            node_config += f" data-dir={node_data_value(node_data[i])}"
+        argv = _set_flag(argv, "--node-config", node_config)
         specs.append(ProcessSpec(f"supernode-{i + 1}", "supernode", _set_flag(argv, "--isolation", isolation)))
         if isolation == "process":
             argv = _set_flag(client_template, "--runtime-api-address", f"127.0.0.1:{port}")
             specs.append(ProcessSpec(f"superexec-clientapp-{i + 1}", "superexec-clientapp", argv))
     return specs
+
+
+def node_data_value(directory: Path) -> str:
+    """A data directory as a node-config value (Flower parses values as TOML: a quoted string)."""
+    path = str(Path(directory).expanduser().resolve())
+    if any(c in path for c in "\"'\\\n"):
+        raise ValueError(f"node data directory {path!r}: quotes, backslashes and newlines cannot pass in a node config")
+    return f'"{path}"'

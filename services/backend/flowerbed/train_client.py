@@ -116,6 +116,7 @@ def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) 
         "flower_run_id": detail["flower_run_id"],
         "status": status,
         "accuracy": detail["accuracy"],
+        "accuracy_kind": detail.get("accuracy_kind", "centralized"),
         "loss": detail["loss"],
         "rounds": [
             {

@@ -1,4 +1,4 @@
-"""ClientApp: local training on this SuperNode's partition.
+"""ClientApp: local training on this SuperNode's partition, or on its own data directory.
 
 Flower starts a new process for every message, so this module keeps its import
 cost near `import torch` (no `datasets`/`flwr_datasets` unless the partition cache
@@ -9,6 +9,11 @@ What must outlive the process — the DP accountant's history, the compression
 residual — lives in `context.state`, which the SuperNode keeps per run and hands to
 the next ClientApp of that run (in memory: a restarted SuperNode starts afresh).
 
+With data-source=node the node's data comes from its node config's data-dir
+(`node_data`); before round 1 the ServerApp's query message asks for its description
+(`data_description`: counts and schema, never rows), and every train/evaluate message
+carries the conversion the run agreed on (classes, input shape, feature statistics).
+
 Replies follow `reply_contract`, which the ServerApp checks every reply against. A
 handler still running at the round's timeout is stopped (`handler_deadline`): Flower
 would leave it running and its node out of every later round.
@@ -17,6 +22,7 @@ would leave it running and its node out of every later round.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -30,8 +36,10 @@ from flwr.clientapp import ClientApp
 from flowerbed_app import privacy, telemetry, update_compression
 from flowerbed_app import reply_contract as contract
 from flowerbed_app.compute_slots import maybe_compute_slot
+from flowerbed_app.data_description import conversion_from_config, describe
 from flowerbed_app.handler_deadline import deadline, seconds_left
-from flowerbed_app.models import create_model
+from flowerbed_app.models import FASHION_MNIST_SHAPE, create_model
+from flowerbed_app.node_data import NodeDataError, data_dir_of, load_for_run, read_raw
 from flowerbed_app.partition_cache import Partition, load_partition
 from flowerbed_app.process_clock import process_started_at
 from flowerbed_app.run_settings import RunSettings
@@ -77,9 +85,25 @@ def _node(context: Context) -> tuple[int, int]:
         ) from None
 
 
-def _partition(settings: RunSettings, context: Context) -> tuple[int, Partition]:
+def _partition_id(settings: RunSettings, context: Context) -> int:
+    """This node's partition, for seeds and traces; -1 when it trains on its own data."""
+    return -1 if settings.data_source == "node" else _node(context)[0]
+
+
+def _partition(settings: RunSettings, context: Context, config: Any) -> tuple[int, Partition]:
+    if settings.data_source == "node":
+        directory = data_dir_of(context.node_config)
+        conversion = conversion_from_config(config)
+        data = load_for_run(directory, settings.label_column, conversion, settings.validation_fraction, settings.seed)
+        return -1, data
     partition_id, num_partitions = _node(context)
     return partition_id, load_partition(settings.partition_spec(partition_id, num_partitions))
+
+
+def _seed_key(partition_id: int, context: Context) -> int:
+    """Sets nodes' shuffling apart: the partition, or for nodes with their own data (no
+    partition) their Flower node id."""
+    return partition_id if partition_id >= 0 else int(context.node_id) % 1_000_003
 
 
 def _capped(settings: RunSettings, x: Any, y: Any) -> tuple[Any, Any]:
@@ -91,7 +115,11 @@ def _capped(settings: RunSettings, x: Any, y: Any) -> tuple[Any, Any]:
 
 
 def _global_model(settings: RunSettings, msg: Message) -> torch.nn.Module:
-    model = create_model(settings.model)
+    if settings.data_source == "node":
+        conversion = conversion_from_config(msg.content["config"])
+        model = create_model(settings.model, len(conversion.classes), conversion.input_shape)
+    else:
+        model = create_model(settings.model, 10, FASHION_MNIST_SHAPE)
     model.load_state_dict(msg.content[contract.ARRAYS].to_torch_state_dict())
     return model
 
@@ -102,7 +130,7 @@ def train_fn(msg: Message, context: Context) -> Message:
     settings = RunSettings.from_run_config(context.run_config)
     config = msg.content["config"]
     server_round = int(config.get("server-round", 0))
-    partition_id, _ = _node(context)
+    partition_id = _partition_id(settings, context)
     _setup_tracing(context, partition_id)
     with telemetry.span(
         "fl.client.train",
@@ -129,7 +157,7 @@ def _train(
     slot_acquired: float,
 ) -> Message:
     config = msg.content["config"]
-    partition_id, part = _partition(settings, context)
+    partition_id, part = _partition(settings, context, config)
     model = _global_model(settings, msg)
     x_val, y_val = _capped(settings, part.x_val, part.y_val)
     val_loss, val_accuracy = evaluate(model, x_val, y_val)
@@ -155,7 +183,7 @@ def _train(
         momentum=float(config.get("momentum", settings.momentum)),
         epochs=int(config.get("local-epochs", settings.local_epochs)),
         batch_size=int(config.get("batch-size", settings.batch_size)),
-        seed=settings.seed * 100_003 + server_round * 1_009 + partition_id,
+        seed=settings.seed * 100_003 + server_round * 1_009 + _seed_key(partition_id, context),
         epoch_scope=(lambda epoch: telemetry.span("train.epoch", epoch=epoch)) if tracing else None,
         step_scope=step_scope(settings.trace_step_every) if tracing else None,
         proximal_mu=float(config.get("proximal-mu", 0.0)),  # FedProx puts mu into the train config
@@ -175,7 +203,7 @@ def _train(
         },
     )
     span.set_attribute("train.loss", result.loss)
-    client = _client_record(context, handler_started, slot_acquired)
+    client = _client_record(settings, context, handler_started, slot_acquired)
     client["t-first-step"] = result.first_step_at
     client["t-sent"] = msg.metadata.created_at  # the ServerApp made the message (then pushed it)
     if result.privacy_history is not None:
@@ -235,7 +263,7 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
     handler_started = time.time()
     settings = RunSettings.from_run_config(context.run_config)
     config = msg.content["config"]
-    partition_id, _ = _node(context)
+    partition_id = _partition_id(settings, context)
     _setup_tracing(context, partition_id)
     with telemetry.span(
         "fl.client.evaluate",
@@ -245,7 +273,7 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
         try:
             limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
             with deadline(limit, "federated evaluation"), maybe_compute_slot() as slot_acquired:
-                partition_id, part = _partition(settings, context)
+                partition_id, part = _partition(settings, context, config)
                 model = _global_model(settings, msg)
                 x_val, y_val = _capped(settings, part.x_val, part.y_val)
                 loss, accuracy = evaluate(model, x_val, y_val)
@@ -254,20 +282,39 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
     metrics = contract.metric_record(
         contract.EVALUATE_METRICS, {contract.WEIGHT: len(y_val), "eval-loss": loss, "eval-accuracy": accuracy}
     )
-    client = _client_record(context, handler_started, slot_acquired)
+    client = _client_record(settings, context, handler_started, slot_acquired)
     content = RecordDict({contract.METRICS: metrics, contract.CLIENT: client})
     return Message(content=content, reply_to=msg)
 
 
-def _client_record(context: Context, handler_started: float, slot_acquired: float) -> ConfigRecord:
-    """Who answered (its partition: the server bounds its example count by it), and the
-    wall-clock timeline of this short-lived process (`t-slot-acquired` = `t-handler-start`
-    unless it waited for a compute slot)."""
-    partition_id, num_partitions = _node(context)
+@app.query()
+def describe_fn(msg: Message, context: Context) -> Message:
+    """This node's data description (data-source=node, before round 1), or why it has none:
+    an unusable directory is this node's failure, which the ServerApp reports and leaves
+    out of the run — never an exception that would read as a crash."""
+    settings = RunSettings.from_run_config(context.run_config)
+    try:
+        directory = data_dir_of(context.node_config)
+        raw = read_raw(directory, settings.label_column)
+        description = describe(raw, directory.name, settings.validation_fraction, settings.seed)
+        record = ConfigRecord({contract.DESCRIPTION: json.dumps(description)})
+    except NodeDataError as exc:
+        record = ConfigRecord({contract.DATA_ERROR: str(exc)})
+    return Message(content=RecordDict({contract.DATA: record}), reply_to=msg)
+
+
+def _client_record(settings: RunSettings, context: Context, handler_started: float, slot_acquired: float) -> ConfigRecord:
+    """Who answered (its partition: the server bounds its example count by it; nodes with
+    their own data are bounded by what they described), and the wall-clock timeline of
+    this short-lived process (`t-slot-acquired` = `t-handler-start` unless it waited for a
+    compute slot)."""
+    where: dict[str, int] = {}
+    if settings.data_source == "partitions":
+        partition_id, num_partitions = _node(context)
+        where = {contract.PARTITION_ID: partition_id, contract.NUM_PARTITIONS: num_partitions}
     return ConfigRecord(
         {
-            contract.PARTITION_ID: partition_id,
-            contract.NUM_PARTITIONS: num_partitions,
+            **where,
             "pid": os.getpid(),
             "t-process-start": process_started_at(),
             "t-module-loaded": MODULE_LOADED_AT,

@@ -33,11 +33,20 @@ Screen = Callable[[Message, Message], Message]
 class FastPollGrid:
     """Delegates to a Flower Grid; overrides `send_and_receive` and orders `get_node_ids`."""
 
-    def __init__(self, grid: Grid, poll_seconds: float = DEFAULT_POLL_SECONDS, screen: Screen | None = None) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        poll_seconds: float = DEFAULT_POLL_SECONDS,
+        screen: Screen | None = None,
+        allowed: set[int] | None = None,
+    ) -> None:
         self._grid = grid
         self.poll_seconds = poll_seconds
         self.screen = screen
         self.destinations: dict[str, int] = {}
+        # Nodes the run may address (None: all): a data-source=node run leaves out the nodes
+        # without usable data, and nodes that joined after the data survey.
+        self.allowed = allowed
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
@@ -45,7 +54,8 @@ class FastPollGrid:
     def get_node_ids(self) -> list[int]:
         """Sorted: Flower samples nodes from this list with `random`, so a seeded run
         picks the same nodes only if the list comes in the same order every time."""
-        return sorted(self._grid.get_node_ids())
+        nodes = sorted(self._grid.get_node_ids())
+        return nodes if self.allowed is None else [n for n in nodes if n in self.allowed]
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)

@@ -58,7 +58,7 @@ def load_partition(spec: PartitionSpec) -> Partition:
         raise ValueError(f"partition-id {spec.partition_id} outside 0..{spec.num_partitions - 1}")
     path = cache_dir() / "partitions" / f"{spec.cache_key()}.npz"
     if not path.is_file():
-        _atomic_savez(path, **_build_partition(spec))
+        atomic_savez(path, **_build_partition(spec))
     with np.load(path) as data:
         return Partition(data["x_train"], data["y_train"], data["x_val"], data["y_val"])
 
@@ -69,7 +69,7 @@ def load_test_split(source: str) -> tuple[np.ndarray, np.ndarray]:
     path = cache_dir() / "test" / f"{key}.npz"
     if not path.is_file():
         x, y = load_split(source, "test")
-        _atomic_savez(path, x=x, y=y)
+        atomic_savez(path, x=x, y=y)
     with np.load(path) as data:
         return data["x"], data["y"]
 
@@ -133,7 +133,7 @@ def _build_partition(spec: PartitionSpec) -> dict[str, np.ndarray]:
     return {"x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val]}
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+def atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     """Write then rename, so concurrent ClientApps never read a half-written file."""
     _atomic_write(path, lambda f: np.savez(f, **arrays))
 

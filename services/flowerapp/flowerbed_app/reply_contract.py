@@ -25,6 +25,11 @@ WEIGHT = "num-examples"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 
+# A node's answer to the data query (data-source=node): its description as JSON, or why it has none.
+DATA = "data"
+DESCRIPTION = "description"
+DATA_ERROR = "error"
+
 TRAIN_METRICS = frozenset(
     {WEIGHT, "train-loss", "train-accuracy", "train-seconds", "train-steps", "val-loss", "val-accuracy", "val-examples"}
 )

@@ -13,7 +13,8 @@ and each reply's example count is capped by what the node's partition can hold â
 computed on the server from the run's partition settings (`partition_cache.split_sizes`,
 cached on disk), so a node cannot outweigh the others by claiming more examples.
 A node's partition id is what its reply says; a node may claim another partition's
-size, never more than the largest partition holds.
+size, never more than the largest partition holds. Nodes with their own data
+(data-source=node) are bounded by the example count they described before round 1.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def record_bytes(record: ArrayRecord) -> int:
 class ReplyScreen:
     """Callable `(sent message, reply) -> reply or error reply`, for one run."""
 
-    def __init__(self, settings: RunSettings) -> None:
+    def __init__(self, settings: RunSettings, node_examples: dict[int, int] | None = None) -> None:
         self.settings = settings
+        self.node_examples = node_examples
         self._sizes: dict[int, list[tuple[int, int]]] = {}
         # The global model of the current round, decoded once for all its replies
         # (the record is kept so that its id cannot be reused while cached).
@@ -92,7 +94,10 @@ class ReplyScreen:
                 client["compressed"] = True
             client["bytes-sent"], client["bytes-dense"] = sent_bytes, record_bytes(dense)
         check_metrics(metrics, contract.TRAIN_METRICS if train else contract.EVALUATE_METRICS)
-        cap = self._cap(client.get(contract.PARTITION_ID), client.get(contract.NUM_PARTITIONS), train)
+        if self.node_examples is not None:
+            cap = self._node_cap(int(reply.metadata.src_node_id))
+        else:
+            cap = self._cap(client.get(contract.PARTITION_ID), client.get(contract.NUM_PARTITIONS), train)
         weight = capped_weight(metrics, cap)
         if weight != metrics[contract.WEIGHT]:
             client["num-examples-claimed"] = metrics[contract.WEIGHT]
@@ -120,6 +125,14 @@ class ReplyScreen:
         if self._model is None or self._model[0] is not global_model:
             self._model = (global_model, layout_of(global_model), None)
         return self._model[1], self._model[2]
+
+    def _node_cap(self, node_id: int) -> int:
+        """What a node with its own data described (its examples, rounded up when k-anonymised)."""
+        size = self.node_examples.get(node_id, 0) if self.node_examples is not None else 0
+        if size < 1:
+            raise InvalidUpdate(f"node {node_id} described no data before round 1, so none of its replies can count")
+        limit = self.settings.max_train_examples
+        return min(size, limit) if limit else size
 
     def _cap(self, partition_id: Any, num_partitions: Any, train: bool) -> int:
         """Training (or validation) examples the claimed partition holds, after max-train-examples."""

@@ -17,7 +17,10 @@ from flowerbed_app import checkpoint_retention
 if TYPE_CHECKING:
     from flowerbed_app.partition_cache import PartitionSpec
 
-MODELS = ("cnn", "resnet18")
+MODELS = ("cnn", "resnet18", "mlp")
+# Where each node's training data comes from: a partition of the central Fashion-MNIST copy
+# (demo, benchmarks), or the node's own directory (node config data-dir; node_data.py).
+DATA_SOURCES = ("partitions", "node")
 PARTITIONERS = ("iid", "dirichlet")
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum")
 SELECTIONS = ("random", "performance")
@@ -26,7 +29,7 @@ COMPRESSIONS = ("none", "topk", "int8", "topk+int8")
 # Clients' learning rate across a run's rounds (training.scheduled_learning_rate).
 LR_SCHEDULES = ("constant", "cosine")
 # Opacus' per-sample gradients need layers it can hook; BatchNorm mixes samples.
-DP_LOCAL_MODELS = ("cnn",)
+DP_LOCAL_MODELS = ("cnn", "mlp")
 
 
 class SettingsError(ValueError):
@@ -48,6 +51,9 @@ class RunSettings:
     min_nodes: int = 2
     min_available_nodes: int = 2
     evaluate_every: int = 0
+    data_source: str = "partitions"
+    # Tables (data-source=node): the column holding each row's class.
+    label_column: str = "label"
     partitioner: str = "iid"
     alpha: float = 0.5
     learning_rate: float = 0.01
@@ -111,6 +117,15 @@ class RunSettings:
         _choice("model", self.model, MODELS)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("partitioner", self.partitioner, PARTITIONERS)
+        _choice("data-source", self.data_source, DATA_SOURCES)
+        if self.model == "mlp" and self.data_source != "node":
+            raise SettingsError("model", "mlp trains on tables, which only nodes' own data has: set data-source=node")
+        if self.data_source == "node" and self.evaluate_every > 1:
+            raise SettingsError(
+                "evaluate-every", "with data-source=node the nodes evaluate every round (it is the run's accuracy): use 0 or 1"
+            )
+        if not self.label_column.strip():
+            raise SettingsError("label-column", "must name the tables' label column")
         _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)
         if self.num_server_rounds < 1:
             raise SettingsError("num-server-rounds", "must be at least 1")

@@ -12,11 +12,19 @@ thread while the next round's clients start and train: Flower calls `evaluate_fn
 in a round, when everything else about the round is known, and the next round needs
 only the aggregated weights. One worker keeps rounds in order; the run finishes only
 after the last round's evaluation and checkpoint, and fails if any of them failed.
+
+With data-source=node there is no central test set: every node is first asked to
+describe its data (`data_survey`: nodes without usable data are left out, disagreeing
+nodes fail the run before round 1), the model is sized from what they agreed on, a
+federated evaluation phase runs every round (at least), and the run's accuracy is that
+evaluation's example-weighted mean; events and checkpoints say which kind it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,15 +35,17 @@ from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from flowerbed_app import checkpoint_retention, checkpoints, telemetry
+from flowerbed_app.data_description import conversion_to_config
+from flowerbed_app.data_survey import Survey, survey_nodes
 from flowerbed_app.fashion_mnist import check_source
 from flowerbed_app.fast_grid import FastPollGrid
-from flowerbed_app.models import create_model
+from flowerbed_app.models import FASHION_MNIST_SHAPE, create_model
 from flowerbed_app.partition_cache import load_test_split
 from flowerbed_app.progress_events import EventEmitter
 from flowerbed_app.reply_screen import ReplyScreen
 from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.strategies import build_strategy
-from flowerbed_app.strategy_wrapper import RoundRecord, wait_for_nodes
+from flowerbed_app.strategy_wrapper import NodeWaitTimeout, RoundRecord, wait_for_nodes
 from flowerbed_app.training import evaluate, seeded_model
 
 app = ServerApp()
@@ -66,11 +76,29 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitter) -> None:
-    check_source(settings.dataset)
     store = Path(settings.model_store) if settings.model_store else checkpoints.default_store()
     run_key = events.run_id
+    needed = max(settings.min_available_nodes, settings.min_nodes)
+    fast_grid = FastPollGrid(grid)
+    survey: Survey | None = None
+    if settings.data_source == "node":
+        connected = wait_for_nodes(grid, needed, settings.node_wait_timeout, events)
+        survey = _survey(fast_grid, connected, settings, events, needed)
+        connected = sorted(survey.descriptions)
+        fast_grid.allowed = set(connected)
+        conversion = survey.run_data.conversion
+        num_classes, input_shape = len(conversion.classes), conversion.input_shape
+        accuracy_kind = "federated"
+    else:
+        check_source(settings.dataset)
+        num_classes, input_shape = 10, FASHION_MNIST_SHAPE
+        accuracy_kind = "centralized"
+    fast_grid.screen = ReplyScreen(settings, survey.run_data.node_examples if survey else None)
 
-    model = seeded_model(lambda: create_model(settings.model), settings.seed)
+    def new_model() -> torch.nn.Module:
+        return create_model(settings.model, num_classes, input_shape)
+
+    model = seeded_model(new_model, settings.seed)
     round_offset = 0
     if settings.resume_from:
         meta = checkpoints.find_checkpoint(store, settings.resume_from)
@@ -81,13 +109,17 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         model.load_state_dict(checkpoints.load_state_dict(meta))
         round_offset = int(meta["round"])
 
-    x_test, y_test = load_test_split(settings.dataset)
-    needed = max(settings.min_available_nodes, settings.min_nodes)
-    connected = wait_for_nodes(grid, needed, settings.node_wait_timeout, events)
+    if survey is None:
+        x_test, y_test = load_test_split(settings.dataset)
+        connected = wait_for_nodes(grid, needed, settings.node_wait_timeout, events)
 
-    built = build_strategy(settings, events, needed, len(connected), round_offset)
+    # No test set on the server with nodes' own data: evaluate federatedly every round.
+    strategy_settings = dataclasses.replace(settings, evaluate_every=1) if survey else settings
+    built = build_strategy(strategy_settings, events, needed, len(connected), round_offset)
     strategy = built.instrumented
-    eval_model = create_model(settings.model)
+    if survey is not None and survey.failures:
+        strategy.current(1).failures.extend(survey.failures)  # shown with round 1, where they left the run
+    eval_model = new_model()
     final: dict[str, Any] = {}
 
     evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="centralized-evaluation")
@@ -121,11 +153,15 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             record.end_span()
 
     def _finish_round(record: RoundRecord, state: dict[str, Any]) -> None:
-        with telemetry.span("evaluate.centralized", **{"fl.round": record.round}) as span:
-            eval_model.load_state_dict(state)
-            loss, accuracy = evaluate(eval_model, x_test, y_test)
-            span.set_attribute("accuracy", accuracy)
-        record.mark("evaluated_centralized")
+        eval_model.load_state_dict(state)
+        if survey is None:
+            with telemetry.span("evaluate.centralized", **{"fl.round": record.round}) as span:
+                loss, accuracy = evaluate(eval_model, x_test, y_test)
+                span.set_attribute("accuracy", accuracy)
+            record.mark("evaluated_centralized")
+        else:  # Flower's example-weighted mean of the nodes' evaluations of this round's model
+            accuracy = record.federated_eval.get("eval-accuracy", math.nan)
+            loss = record.federated_eval.get("eval-loss", math.nan)
         with telemetry.span("checkpoint.save", **{"fl.round": record.round}):
             meta = _save(record, accuracy, loss)
             pruned = checkpoint_retention.prune(
@@ -147,6 +183,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             round=record.round,
             accuracy=accuracy,
             loss=loss,
+            accuracy_kind=accuracy_kind,
             train=record.train_metrics,
             federated_evaluation=record.federated_eval,
             clients=sorted(record.clients, key=lambda c: c.get("partition_id", 0)),
@@ -171,10 +208,13 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
                 "flower_run_id": context.run_id,
                 "model": settings.model,
                 "metrics": {"accuracy": accuracy, "loss": loss, **record.train_metrics},
+                "accuracy_kind": accuracy_kind,
+                "input": survey.run_data.summary() if survey else {"format": "images", "input_shape": list(input_shape)},
                 "config": settings.to_run_config(),
             },
         )
 
+    data_config = conversion_to_config(survey.run_data.conversion) if survey else {}
     train_config = ConfigRecord(
         {
             "learning-rate": settings.learning_rate,
@@ -182,16 +222,18 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             "local-epochs": settings.local_epochs,
             "batch-size": settings.batch_size,
             "traceparent": settings.traceparent,
+            **data_config,
         }
     )
     started = time.time()
     try:
         built.runner.start(
-            grid=FastPollGrid(grid, screen=ReplyScreen(settings)),  # type: ignore[arg-type]
+            grid=fast_grid,  # type: ignore[arg-type]
             initial_arrays=ArrayRecord(model.state_dict()),
             num_rounds=settings.num_server_rounds,
             timeout=settings.round_timeout,
             train_config=train_config,
+            evaluate_config=ConfigRecord(dict(data_config)),
             evaluate_fn=evaluate_and_checkpoint,
         )
         for future in pending:
@@ -212,6 +254,19 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         status="completed",
         accuracy=final["accuracy"],
         loss=final["loss"],
+        accuracy_kind=accuracy_kind,
         rounds=final["round"],
         seconds=round(time.time() - started, 3),
     )
+
+
+def _survey(grid: FastPollGrid, connected: list[int], settings: RunSettings, events: EventEmitter, needed: int) -> Survey:
+    """The nodes' data descriptions; too few nodes with usable data fails the run, naming each one's reason."""
+    survey = survey_nodes(grid, connected, settings, events)
+    if len(survey.descriptions) < needed:
+        reasons = "; ".join(f"node {f['node_id']}: {f['reason']}" for f in survey.failures)
+        raise NodeWaitTimeout(
+            f"only {len(survey.descriptions)} node(s) have usable data, fewer than the {needed} the run needs "
+            f"(min-nodes/min-available-nodes) — {reasons}"
+        )
+    return survey

@@ -52,9 +52,13 @@ class DpSgd:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N, 28, 28] → normalized float [N, 1, 28, 28]."""
+    """uint8 images [N, H, W] or [N, C, H, W] → normalized float [N, C, H, W]; float
+    feature vectors [N, F] (tables, already standardised by the federation) as they are."""
+    if images.dtype != np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-    return x.sub_(_MEAN).div_(_STD).unsqueeze(1)
+    x = x.sub_(_MEAN).div_(_STD)
+    return x.unsqueeze(1) if x.ndim == 3 else x
 
 
 def train(

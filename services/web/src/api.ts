@@ -22,6 +22,8 @@ export interface RunSummary {
   finished_at?: Timestamp;
   config?: TrainingConfig;
   accuracy?: number | null;
+  /** centralized: the server's test split; federated: the nodes' own validation data (data_source=node). */
+  accuracy_kind?: "centralized" | "federated";
   loss?: number | null;
   rounds_completed?: number | null;
   num_rounds?: number | null;
@@ -55,6 +57,7 @@ export interface Failure {
 export interface RoundResult {
   round: number;
   accuracy?: number | null;
+  accuracy_kind?: "centralized" | "federated";
   loss?: number | null;
   train?: Record<string, unknown> | null;
   federated_evaluation?: Record<string, unknown> | null;
@@ -71,6 +74,8 @@ export interface RoundResult {
 
 export interface RunDetail extends RunSummary {
   rounds: RoundResult[];
+  /** data_source=node: each node's data description before round 1, and the nodes left out. */
+  node_data?: { nodes: (NodeData & { node_id: string })[]; failures: { node_id: string; reason: string }[] } | null;
   bytes_sent?: number | null;
   bytes_received?: number | null;
 }
@@ -111,6 +116,19 @@ export interface NodeInfo {
   status: string;
   last_seen: Timestamp;
   online_until?: Timestamp;
+  /** data_source=node: the node's data description from the newest run that asked it, or `error`. */
+  data?: NodeData | null;
+}
+
+export interface NodeData {
+  run_id?: string;
+  site?: string;
+  format?: string;
+  examples?: number;
+  classes?: Record<string, number | string>;
+  columns?: string[];
+  image_shape?: number[];
+  error?: string;
 }
 
 export interface ModelInfo {

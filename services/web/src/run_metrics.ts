@@ -34,19 +34,23 @@ function clientMean(round: RoundResult, key: "val_accuracy" | "val_loss"): numbe
  * local training), example-weighted. Flower's own aggregate (`train`) when present, else computed from `clients`.
  */
 export function federatedAccuracy(r: RoundResult): number | null {
+  if (r.accuracy_kind === "federated" && typeof r.accuracy === "number" && Number.isFinite(r.accuracy)) return r.accuracy;
   return pickMetric(r.train, "val_accuracy") ?? clientMean(r, "val_accuracy");
 }
 
 export function federatedLoss(r: RoundResult): number | null {
+  if (r.accuracy_kind === "federated" && typeof r.loss === "number" && Number.isFinite(r.loss)) return r.loss;
   return pickMetric(r.train, "val_loss") ?? clientMean(r, "val_loss");
 }
 
 /** Centralized metric: the server's evaluation of the aggregated model on its held-out test set. */
 export function centralizedAccuracy(r: RoundResult): number | null {
+  if (r.accuracy_kind === "federated") return null; // nodes' own data: no server test set
   return typeof r.accuracy === "number" && Number.isFinite(r.accuracy) ? r.accuracy : null;
 }
 
 export function centralizedLoss(r: RoundResult): number | null {
+  if (r.accuracy_kind === "federated") return null;
   return typeof r.loss === "number" && Number.isFinite(r.loss) ? r.loss : null;
 }
 
@@ -62,7 +66,7 @@ export function roundLoss(r: RoundResult): number | null {
 
 /** Whether the round's numbers came from the server's own test set or from the clients. */
 export function roundSource(r: RoundResult): "centralized" | "federated" | "none" {
-  if (typeof r.accuracy === "number") return "centralized";
+  if (typeof r.accuracy === "number") return r.accuracy_kind === "federated" ? "federated" : "centralized";
   return roundAccuracy(r) === null ? "none" : "federated";
 }
 

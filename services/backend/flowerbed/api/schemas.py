@@ -41,6 +41,14 @@ class StartedRun(BaseModel):
     resumed_from: str | None = Field(None, description="The failed or stopped run this one continues.")
 
 
+# Which accuracy a run reports: data_source=node runs have no central test set.
+AccuracyKind = Literal["centralized", "federated"]
+
+
+def accuracy_kind_of(config: dict[str, Any]) -> AccuracyKind:
+    return "federated" if config.get("data_source") == "node" else "centralized"
+
+
 class StoppingRun(BaseModel):
     run_id: str
     status: Literal["stopping"] = "stopping"
@@ -54,6 +62,11 @@ class RunSummary(BaseModel):
     finished_at: datetime | None
     config: dict[str, Any]
     accuracy: float | None
+    accuracy_kind: AccuracyKind = Field(
+        "centralized",
+        description="centralized: on the server's test split (data_source=partitions); federated: the nodes' "
+        "example-weighted evaluation of each round's model on their own validation data (data_source=node).",
+    )
     loss: float | None
     rounds_completed: int
     num_rounds: int
@@ -72,6 +85,7 @@ class RunSummary(BaseModel):
             finished_at=as_utc(run.finished_at),
             config=run.config,
             accuracy=run.accuracy,
+            accuracy_kind=accuracy_kind_of(run.config),
             loss=run.loss,
             rounds_completed=rounds_completed,
             num_rounds=run.num_rounds,
@@ -85,6 +99,7 @@ class RunSummary(BaseModel):
 class RoundDetail(BaseModel):
     round: int
     accuracy: float | None
+    accuracy_kind: AccuracyKind = "centralized"
     loss: float | None
     train: dict[str, Any] = Field(default_factory=dict)
     federated_evaluation: dict[str, Any] = Field(default_factory=dict)
@@ -109,6 +124,7 @@ class RoundDetail(BaseModel):
         return cls(
             round=row.round,
             accuracy=row.accuracy,
+            accuracy_kind=p.get("accuracy_kind") or "centralized",
             loss=row.loss,
             train=p.get("train") or {},
             federated_evaluation=p.get("federated_evaluation") or {},
@@ -121,6 +137,16 @@ class RoundDetail(BaseModel):
             privacy=p.get("privacy") or {},
             selection=_string_keys(p.get("selection") or {}),
         )
+
+
+def node_data_of(event: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The data_described event as the API shows it: node ids as strings (uint64, see below)."""
+    if event is None:
+        return None
+    return {
+        "nodes": [{**n, "node_id": str(n.get("node_id"))} for n in event.get("nodes") or []],
+        "failures": [{**f, "node_id": str(f.get("node_id"))} for f in event.get("failures") or []],
+    }
 
 
 def _string_keys(value: Any) -> Any:
@@ -138,6 +164,12 @@ class RunDetail(RunSummary):
     bytes_received: int | None
     trace_id: str | None = None
     trace_url: str | None = Field(None, description="Grafana Explore (compose) or the dashboard's trace view (local).")
+    node_data: dict[str, Any] | None = Field(
+        None,
+        description="data_source=node: what each node described about its data before round 1 (`nodes`: node_id, "
+        "site, format, examples, columns or image_shape, classes with counts under 5 as '< 5') and the nodes left out "
+        "for want of usable data (`failures`: node_id, reason). Never any of the data itself.",
+    )
 
 
 class RunPage(BaseModel):
@@ -169,6 +201,12 @@ class NodeInfo(BaseModel):
     status: str
     last_seen: str
     online_until: float | str | None
+    data: dict[str, Any] | None = Field(
+        None,
+        description="data_source=node: the node's data description from the newest run that asked it (format, examples, "
+        "columns or image_shape, classes with counts under 5 as '< 5'; or `error`: why it had no usable data), and that "
+        "`run_id`.",
+    )
 
 
 class NodeList(BaseModel):

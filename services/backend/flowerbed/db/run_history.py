@@ -181,6 +181,21 @@ class RunHistory:
             ).first()
             return row.payload if row else None
 
+    def node_data(self, recent_runs: int = 50) -> dict[str, dict[str, Any]]:
+        """Node id → what that node said about its data in the newest of the last `recent_runs`
+        data_described events (its description, or the reason it had no usable data), with the run."""
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(RunEvent).where(RunEvent.type == "data_described").order_by(RunEvent.id.desc()).limit(recent_runs)
+            ).all()
+            found: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                entries = [(n, {k: v for k, v in n.items() if k != "node_id"}) for n in row.payload.get("nodes") or []]
+                entries += [(f, {"error": f.get("reason")}) for f in row.payload.get("failures") or []]
+                for entry, data in entries:
+                    found.setdefault(str(entry.get("node_id")), {**data, "run_id": row.run_id})
+            return found
+
     def flower_seqs(self, run_id: str) -> set[int]:
         with self.sessions() as session:
             rows = session.scalars(select(RunEvent.flower_seq).where(RunEvent.run_id == run_id, RunEvent.flower_seq.is_not(None)))

@@ -1,5 +1,5 @@
 /** SuperNodes known to the SuperLink, refreshed every 5 s while this tab is visible. */
-import { api, type NodeInfo } from "../api";
+import { api, type NodeData, type NodeInfo } from "../api";
 import { h, mount, stateBlock } from "../dom";
 import { formatRelative, formatTimestamp } from "../format";
 import { card, pageHeader, statusBadge, table } from "../widgets";
@@ -28,7 +28,7 @@ export function renderNodes(root: HTMLElement): () => void {
         body,
         h("p", { class: "summary-line", "data-testid": "nodes-summary" }, h("strong", {}, `${online} online`), h("span", { class: "muted" }, ` of ${items.length} known`)),
         table(
-          ["Node id", "Status", "Last seen", { label: "Online until", hideSm: true }],
+          ["Node id", "Status", "Last seen", { label: "Online until", hideSm: true }, "Own data (last run)"],
           sorted.map((n) =>
             h(
               "tr",
@@ -37,6 +37,7 @@ export function renderNodes(root: HTMLElement): () => void {
               h("td", {}, statusBadge(n.status)),
               h("td", { title: formatTimestamp(n.last_seen) }, formatRelative(n.last_seen)),
               h("td", {}, formatTimestamp(n.online_until ?? null)),
+              h("td", { "data-testid": "node-data" }, dataSummary(n.data)),
             ),
           ),
           "nodes-table",
@@ -58,4 +59,13 @@ export function renderNodes(root: HTMLElement): () => void {
     clearInterval(timer);
     document.removeEventListener("visibilitychange", onVisible);
   };
+}
+
+/** One line about a node's own data: "site-1 · table · 318 examples · 30 columns · benign 247, malignant 71". */
+function dataSummary(data: NodeData | null | undefined): string {
+  if (!data) return "—";
+  if (data.error) return `unusable: ${data.error}`;
+  const shape = data.columns ? `${data.columns.length} columns` : data.image_shape ? data.image_shape.join("×") : "";
+  const classes = Object.entries(data.classes ?? {}).map(([name, count]) => `${name} ${count}`).join(", ");
+  return [data.site, data.format, `${data.examples ?? "?"} examples`, shape, classes].filter(Boolean).join(" · ");
 }

@@ -40,6 +40,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
   const clientsBody = h("div");
   const checkpointsBody = h("div");
   const detailsBody = h("div");
+  const nodeDataCard = h("div");
   const chart = new MetricsChart(chartHost);
   // What the two families of series measure; the legend names stay short enough for a phone.
   const keyItem = (color: string, title: string, text: string) =>
@@ -218,6 +219,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
       card("Accuracy and loss per round", [chartHost, chartEmpty, chartKey], { testid: "chart-card" }),
       roundsRow,
       card("Clients per round", [clientsBody], { testid: "clients-card" }),
+      nodeDataCard,
       card("Configuration", [detailsBody], { testid: "config-card" }),
     );
   }
@@ -238,7 +240,32 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
     chartHost.classList.toggle("chart-waiting", rounds.length === 0);
     renderRounds(rounds);
     renderClients(rounds);
+    renderNodeData();
     renderDetails();
+  }
+
+  /** data_source=node: what each node holds (never the data): size, shape and its label histogram. */
+  function renderNodeData() {
+    const data = run?.node_data;
+    if (!data) {
+      mount(nodeDataCard);
+      return;
+    }
+    const rows = data.nodes.map((n) => {
+      const counts = Object.entries(n.classes ?? {});
+      const top = Math.max(1, ...counts.map(([, c]) => (typeof c === "number" ? c : 0)));
+      const histogram = h(
+        "div",
+        { class: "label-histogram", "data-testid": "label-histogram" },
+        counts.map(([name, c]) =>
+          h("div", { class: "histogram-row", title: `${name}: ${c}` }, h("span", { class: "muted" }, `${name} ${c}`), h("div", { class: "progress" }, h("div", { class: "progress-bar", style: `width:${typeof c === "number" ? (100 * c) / top : 0}%` }))),
+        ),
+      );
+      const shape = n.columns ? `${n.columns.length} columns` : (n.image_shape ?? []).join("×");
+      return h("tr", {}, h("td", { class: "mono" }, shortId(n.node_id)), h("td", {}, n.site ?? "—"), h("td", {}, `${n.format ?? "?"} · ${shape}`), h("td", { class: "num" }, formatNumber(n.examples ?? null)), h("td", {}, histogram));
+    });
+    const failures = data.failures.map((f) => h("tr", { class: "failure" }, h("td", { class: "mono" }, shortId(f.node_id)), h("td", { colspan: 4 }, `left out: ${f.reason}`)));
+    mount(nodeDataCard, card("Node data", [table(["Node", "Site", "Data", { label: "Examples", numeric: true }, "Labels"], [...rows, ...failures], "node-data-table")], { testid: "node-data-card" }));
   }
 
   function renderHeader() {

@@ -13,7 +13,7 @@ import { card, pageHeader } from "../widgets";
 const GROUPS: { title: string; hint: string; fields: string[] }[] = [
   { title: "Model & schedule", hint: "What to train and for how long.", fields: ["model", "strategy", "num_rounds", "evaluate_every", "seed"] },
   { title: "Clients", hint: "How many SuperNodes take part in each round.", fields: ["fraction_train", "fraction_evaluate", "min_nodes", "min_available_nodes", "node_wait_timeout", "round_timeout"] },
-  { title: "Data", hint: "How Fashion-MNIST is split across clients.", fields: ["partitioner", "alpha", "max_train_examples", "batch_size"] },
+  { title: "Data", hint: "Fashion-MNIST split across clients (partitions), or each node's own data directory (node).", fields: ["data_source", "label_column", "partitioner", "alpha", "max_train_examples", "batch_size"] },
   { title: "Local training", hint: "Optimiser settings on every client.", fields: ["learning_rate", "momentum", "local_epochs"] },
   { title: "Strategy parameters", hint: "Each strategy reads the ones it has.", fields: ["proximal_mu", "server_learning_rate", "server_momentum", "server_eta", "tau", "beta_1", "beta_2", "trim_beta", "krum_num_malicious"] },
   { title: "Client selection", hint: "Who trains each round.", fields: ["selection", "selection_explore"] },
@@ -35,6 +35,8 @@ const LABELS: Record<string, string> = {
   max_train_examples: "Max. train examples per client",
   from_checkpoint: "From checkpoint (model id)",
   keep_checkpoints: "Checkpoints to keep",
+  data_source: "Data source",
+  label_column: "Label column (tables)",
 };
 
 function inputFor(f: FieldSpec, value: unknown): HTMLInputElement | HTMLSelectElement {

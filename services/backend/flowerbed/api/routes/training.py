@@ -24,6 +24,7 @@ from flowerbed.api.schemas import (
     RunSummary,
     StartedRun,
     StoppingRun,
+    node_data_of,
 )
 from flowerbed.db.models import TERMINAL_STATUSES, Run
 from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent, as_utc
@@ -149,6 +150,7 @@ def _run_detail(history: RunHistory, run_id: str, settings: Settings) -> RunDeta
         bytes_received=run.bytes_received,
         trace_id=run.trace_id,
         trace_url=trace_url(run.trace_id, settings.grafana_url),
+        node_data=node_data_of(history.event_of_type(run_id, "data_described")),
     )
 
 
