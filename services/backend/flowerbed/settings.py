@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1 << 20, ge=1024, description="Largest request body on every route but /v1/traces; larger ones get 413 unread."
     )
+    max_predict_body_bytes: int = Field(
+        256 << 10,
+        ge=1024,
+        description="Largest image POST /models/{id}/predict takes (a 28×28 PNG is under 1 KiB); larger ones get 413 unread.",
+    )
     max_otlp_body_bytes: int = Field(16 << 20, ge=1024, description="Largest (compressed) OTLP export body on /v1/traces.")
     max_otlp_decompressed_bytes: int = Field(
         64 << 20, ge=1024, description="Largest OTLP export once decompressed (a gzip bomb is refused by size, 413)."

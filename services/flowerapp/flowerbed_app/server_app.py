@@ -72,6 +72,9 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
 
     model = seeded_model(lambda: create_model(settings.model), settings.seed)
     round_offset = 0
+    # Lineage: every checkpoint of this run names the one the run started from and that one's
+    # ancestors, so the chain stays readable when older checkpoints are pruned or deleted.
+    ancestors: list[str] = []
     if settings.resume_from:
         meta = checkpoints.find_checkpoint(store, settings.resume_from)
         if meta.get("model") != settings.model:
@@ -80,6 +83,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             )
         model.load_state_dict(checkpoints.load_state_dict(meta))
         round_offset = int(meta["round"])
+        ancestors = [meta["model_id"], *meta.get("ancestors", [])]
 
     x_test, y_test = load_test_split(settings.dataset)
     needed = max(settings.min_available_nodes, settings.min_nodes)
@@ -172,6 +176,8 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
                 "model": settings.model,
                 "metrics": {"accuracy": accuracy, "loss": loss, **record.train_metrics},
                 "config": settings.to_run_config(),
+                "parent": ancestors[0] if ancestors else None,
+                "ancestors": ancestors,
             },
         )
 

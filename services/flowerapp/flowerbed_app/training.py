@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from flowerbed_app.run_settings import LR_SCHEDULES
 
 # Fashion-MNIST training-set mean and std of pixel intensity in [0, 1].
-_MEAN, _STD = 0.2860, 0.3530
+PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
 
 StepScope = Callable[[int, int], AbstractContextManager[Any]]
 """Wraps one optimizer step (epoch, step); if it yields an object with
@@ -54,7 +54,7 @@ class DpSgd:
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 [N, 28, 28] → normalized float [N, 1, 28, 28]."""
     x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-    return x.sub_(_MEAN).div_(_STD).unsqueeze(1)
+    return x.sub_(PIXEL_MEAN).div_(PIXEL_STD).unsqueeze(1)
 
 
 def train(

@@ -27,6 +27,7 @@ from flowerbed.api.limits import BodySizeLimit, StreamSlots
 from flowerbed.api.routes import auth, health, models, nodes, traces, training
 from flowerbed.api.schemas import AUTH_ERRORS
 from flowerbed.api.sessions import LoginCodes, SessionSigner
+from flowerbed.checkpoint_models import ModelCache
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
 from flowerbed.event_bus import EventBus
@@ -89,8 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=TITLE,
         version="0.1.0",
         description="Start, follow, stop, resume and delete federated training runs on Flower; browse and download "
-        "checkpoints. Authenticate with `Authorization: Bearer <token>`, or in a browser with the session "
-        "POST /auth/session opens.",
+        "checkpoints, export them (ONNX, TorchScript) and predict with them. Authenticate with "
+        "`Authorization: Bearer <token>`, or in a browser with the session POST /auth/session opens.",
         lifespan=lifespan,
         docs_url=None,  # served below, behind `authorize` (reads may need the token)
         redoc_url=None,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = SessionSigner(settings.api_token, settings.session_ttl_seconds)
     app.state.login_codes = LoginCodes(settings.login_code_ttl_seconds)
     app.state.stream_slots = StreamSlots(settings.max_sse_streams)
+    app.state.model_cache = ModelCache()
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -125,6 +127,8 @@ def _body_limits(settings: Settings) -> Any:
     def limit_for(path: str) -> tuple[int, str]:
         if path == traces.EXPORT_PATH:
             return settings.max_otlp_body_bytes, "FLOWERBED_MAX_OTLP_BODY_BYTES"
+        if models.is_predict_path(path):
+            return settings.max_predict_body_bytes, "FLOWERBED_MAX_PREDICT_BODY_BYTES"
         return settings.max_body_bytes, "FLOWERBED_MAX_BODY_BYTES"
 
     return limit_for

@@ -184,10 +184,36 @@ class ModelInfo(BaseModel):
     sha256: str
     size: int
     created_at: datetime | None
+    parent: str | None = Field(None, description="The checkpoint this one's run started from (resume, from_checkpoint).")
 
 
 class ModelList(BaseModel):
     items: list[ModelInfo]
+
+
+class LineageEntry(BaseModel):
+    model_id: str
+    run_id: str
+    round: int
+    available: bool = Field(description="False once the checkpoint was pruned or deleted; its descendants still name it.")
+    model: ModelInfo | None = Field(None, description="The checkpoint, while it is in the store.")
+
+
+class ModelLineage(BaseModel):
+    model_id: str
+    chain: list[LineageEntry] = Field(description="This checkpoint first, then the one its run started from, and so on.")
+
+
+class Prediction(BaseModel):
+    class_index: int
+    label: str
+    probability: float
+
+
+class PredictionResult(BaseModel):
+    model_id: str
+    model: str = Field(description="The architecture (cnn, resnet18).")
+    predictions: list[Prediction] = Field(description="Every class, most probable first.")
 
 
 class Health(BaseModel):
