@@ -35,7 +35,13 @@ CHROMIUM_ARGS = [
 # What docs/deploy.md documents as published by the base stack (Grafana is left out by the harness).
 DOCUMENTED_PORTS = {"backend": ("FLOWERBED_API_PORT", 8080), "web": ("FLOWERBED_WEB_PORT", 80)}
 ENTRY_POINTS = ["flowerbed", "flowerbed-supernode", "flowerbed-superexec", "flower-superlink", "flower-superexec"]
-MODULES = ["flowerbed.cli", "flowerbed.api.main", "flowerbed_app.server_app", "flowerbed_app.client_app", "flowerbed_node.superexec"]
+MODULES = [
+    "flowerbed.cli",
+    "flowerbed.api.main",
+    "flowerbed_app.server_app",
+    "flowerbed_app.client_app",
+    "flowerbed_node.superexec",
+]
 
 pytestmark = pytest.mark.timeout(2400)
 

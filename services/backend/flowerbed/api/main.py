@@ -32,6 +32,7 @@ from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
 from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl
+from flowerbed.mlflow_tracking import MlflowTracking
 from flowerbed.run_detail_cache import RunDetailCache
 from flowerbed.run_retention import RunRetention
 from flowerbed.run_service import RunService
@@ -76,11 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.retention = RunRetention(session_factory(engine), history, settings.models_path)
         if pruned := await asyncio.to_thread(app.state.retention.prune_orphans):
             log.info("pruned %d event, round and log rows of deleted runs", pruned)
+        mlflow_export = _mlflow_export(settings, history, bus)
+        if mlflow_export is not None:
+            tracker.listeners.append(mlflow_export.notify)
         resumed = tracker.attach_unfinished()
         if resumed:
             log.info("following %d unfinished run(s) again: %s", len(resumed), ", ".join(resumed))
         yield
         tracker.shutdown()
+        if mlflow_export is not None:
+            mlflow_export.stop()
         engine.dispose()
         if metrics_server is not None:
             metrics_server.shutdown()
@@ -121,6 +127,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _serve_dashboard(app, settings.web_dir)
     app.add_middleware(BodySizeLimit, limit_for=_body_limits(settings))  # added last: runs first
     return app
+
+
+def _mlflow_export(settings: Settings, history: RunHistory, bus: EventBus) -> MlflowTracking | None:
+    """The MLflow mirror of every run, started when FLOWERBED_MLFLOW_TRACKING_URI is set."""
+    if not settings.mlflow_tracking_uri:
+        return None
+    export = MlflowTracking(
+        history,
+        settings.models_path,
+        settings.mlflow_tracking_uri,
+        settings.mlflow_experiment,
+        settings.mlflow_registered_model,
+        settings.mlflow_retry_seconds,
+        on_events=lambda run_id, _events: bus.publish(run_id),
+    )
+    export.start()
+    log.info("mirroring runs into MLflow experiment %r", settings.mlflow_experiment)
+    return export
 
 
 def _body_limits(settings: Settings) -> Any:

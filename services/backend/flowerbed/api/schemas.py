@@ -132,12 +132,21 @@ def _string_keys(value: Any) -> Any:
     return value
 
 
+class MlflowExport(BaseModel):
+    """Where the run's mirror in MLflow stands (FLOWERBED_MLFLOW_TRACKING_URI)."""
+
+    mlflow_run_id: str | None = None
+    exported_seq: int = Field(0, description="The last of the run's events exported to MLflow.")
+    warning: str | None = Field(None, description="Why the export is behind (server unreachable…); it is retried.")
+
+
 class RunDetail(RunSummary):
     rounds: list[RoundDetail]
     bytes_sent: int | None
     bytes_received: int | None
     trace_id: str | None = None
     trace_url: str | None = Field(None, description="Grafana Explore (compose) or the dashboard's trace view (local).")
+    mlflow: MlflowExport | None = Field(None, description="Only when the backend mirrors runs into MLflow.")
 
 
 class RunPage(BaseModel):
