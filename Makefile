@@ -95,6 +95,7 @@ bench: setup
 	$(PY) bench/idle_cost.py --nodes 3
 	$(PY) bench/tracing_overhead.py
 	$(PY) bench/api_latency.py
+	$(PY) bench/predict_latency.py
 	$(PY) bench/time_to_accuracy.py --nodes 10 --rounds 10 --partitioner iid
 	$(PY) bench/scale.py --nodes 10 20
 	$(PY) bench/client_throughput.py

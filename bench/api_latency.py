@@ -71,9 +71,10 @@ def seed(data_dir: Path, rounds: int = 10, clients: int = 10) -> str:
     return run_id
 
 
-def wrk(url: str, connections: int, seconds: int) -> dict[str, float]:
+def wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> dict[str, float]:
+    """wrk's latency percentiles; `script` is a Lua file shaping the request (method, body, headers)."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", *(["-s", str(script)] if script else []), url],
         capture_output=True,
         text=True,
         check=True,

@@ -16,7 +16,7 @@ from flowerbed import launcher
 from flowerbed.topology import Ports, free_port_block
 
 # Backend fixtures (`backend`, `backend_factory`, `postgres_url`) for the API tests.
-pytest_plugins = ["backend_fixture"]
+pytest_plugins = ["backend_fixture", "model_fixture"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_DIR = "/usr/share/datasets/fashion-mnist"

@@ -64,7 +64,16 @@ def _get_paths(strict: BackendProcess) -> list[str]:
 def test_every_read_needs_authentication_when_required(strict: BackendProcess) -> None:
     """FLOWERBED_REQUIRE_TOKEN_FOR_READS=true: 401 on every read, /metrics and the docs included; ?token= opens nothing."""
     paths = _get_paths(strict)
-    assert {"/training", "/training/nope/events", "/models/nope-round-0001/download", "/nodes", "/metrics", "/docs"} <= set(paths)
+    assert {
+        "/training",
+        "/training/nope/events",
+        "/models/nope-round-0001/download",
+        "/models/nope-round-0001/export",
+        "/models/nope-round-0001/lineage",
+        "/nodes",
+        "/metrics",
+        "/docs",
+    } <= set(paths)
     for path in paths:
         anonymous = httpx.get(strict.base_url + path, timeout=30)
         assert anonymous.status_code == 401, (path, anonymous.text)

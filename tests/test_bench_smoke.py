@@ -71,6 +71,11 @@ def test_api_latency_smoke():
     assert result["results"]["detail_c50"]["non_2xx"] == 0 and result["sse"]["count"] == 5
 
 
+def test_predict_latency_smoke():
+    result = _run("predict_latency.py", "--seconds", "1", "--connections", "5")
+    assert result["results"]["predict_c5"]["non_2xx"] == 0 and result["results"]["predict_c5"]["rps"] > 0
+
+
 @pytest.mark.federation
 def test_scale_smoke():
     result = _run("scale.py", "--nodes", "2", "--clients", "2", "--rounds", "2", "--examples", "50", "--idle-seconds", "2")

@@ -68,12 +68,16 @@ class RunTracker:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        # Called with each run id that got new events, after the SSE wake-up (MLflow export).
+        self.listeners: list[Callable[[str], None]] = []
 
     def publish(self, run_id: str, events: list[StoredEvent]) -> None:
         for event in events:
             observe_event(run_id, {**event.data, "event": event.type})
         if events:
             self.bus.publish(run_id)
+            for listener in self.listeners:
+                listener(run_id)
 
     def attach(self, run_id: str) -> None:
         """Start following a run unless a follower already does."""

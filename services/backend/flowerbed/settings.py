@@ -58,6 +58,19 @@ class Settings(BaseSettings):
         None,
         description="Directory where the ServerApp writes checkpoints and the backend reads them (default <data_dir>/models).",
     )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking server (http://host:5000, databricks, …) every run is mirrored into: params, "
+        "per-round metrics, tags, the final and best models. Unset: no MLflow. Credentials go in MLflow's own "
+        "MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN variables, never in this URI.",
+    )
+    mlflow_experiment: str = Field("flowerbed", min_length=1, description="MLflow experiment the runs go to.")
+    mlflow_registered_model: str | None = Field(
+        None, description="If set, each run's best model is registered in MLflow's model registry under this name."
+    )
+    mlflow_retry_seconds: float = Field(
+        10.0, gt=0, description="How often an MLflow export that failed (server unreachable) is retried."
+    )
     api_token: str = Field(
         "",
         description="Bearer token for mutating requests (at least 24 characters, no placeholder: the backend refuses "
@@ -82,6 +95,11 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         1 << 20, ge=1024, description="Largest request body on every route but /v1/traces; larger ones get 413 unread."
+    )
+    max_predict_body_bytes: int = Field(
+        256 << 10,
+        ge=1024,
+        description="Largest image POST /models/{id}/predict takes (a 28×28 PNG is under 1 KiB); larger ones get 413 unread.",
     )
     max_otlp_body_bytes: int = Field(16 << 20, ge=1024, description="Largest (compressed) OTLP export body on /v1/traces.")
     max_otlp_decompressed_bytes: int = Field(

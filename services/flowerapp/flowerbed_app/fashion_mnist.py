@@ -14,6 +14,19 @@ import numpy as np
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 HUB_ID = "zalando-datasets/fashion_mnist"
+# Label i of the dataset is CLASS_NAMES[i] (Xiao et al., 2017); predictions and exports name classes by it.
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

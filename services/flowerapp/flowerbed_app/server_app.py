@@ -100,6 +100,9 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
 
     model = seeded_model(new_model, settings.seed)
     round_offset = 0
+    # Lineage: every checkpoint of this run names the one the run started from and that one's
+    # ancestors, so the chain stays readable when older checkpoints are pruned or deleted.
+    ancestors: list[str] = []
     if settings.resume_from:
         meta = checkpoints.find_checkpoint(store, settings.resume_from)
         if meta.get("model") != settings.model:
@@ -108,6 +111,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
             )
         model.load_state_dict(checkpoints.load_state_dict(meta))
         round_offset = int(meta["round"])
+        ancestors = [meta["model_id"], *meta.get("ancestors", [])]
 
     if survey is None:
         x_test, y_test = load_test_split(settings.dataset)
@@ -211,6 +215,8 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
                 "accuracy_kind": accuracy_kind,
                 "input": survey.run_data.summary() if survey else {"format": "images", "input_shape": list(input_shape)},
                 "config": settings.to_run_config(),
+                "parent": ancestors[0] if ancestors else None,
+                "ancestors": ancestors,
             },
         )
 

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from flowerbed_app.run_settings import LR_SCHEDULES
 
 # Fashion-MNIST training-set mean and std of pixel intensity in [0, 1].
-_MEAN, _STD = 0.2860, 0.3530
+PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
 
 StepScope = Callable[[int, int], AbstractContextManager[Any]]
 """Wraps one optimizer step (epoch, step); if it yields an object with
@@ -57,7 +57,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     if images.dtype != np.uint8:
         return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-    x = x.sub_(_MEAN).div_(_STD)
+    x = x.sub_(PIXEL_MEAN).div_(PIXEL_STD)
     return x.unsqueeze(1) if x.ndim == 3 else x
 
 

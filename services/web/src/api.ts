@@ -140,6 +140,30 @@ export interface ModelInfo {
   sha256?: string | null;
   size?: number | null;
   created_at?: Timestamp;
+  /** The checkpoint this one's run started from (resume, from_checkpoint). */
+  parent?: string | null;
+}
+
+export interface Prediction {
+  class_index: number;
+  label: string;
+  probability: number;
+}
+
+export interface PredictionResult {
+  model_id: string;
+  model: string;
+  /** Every class, most probable first. */
+  predictions: Prediction[];
+}
+
+export interface LineageEntry {
+  model_id: string;
+  run_id: string;
+  round: number;
+  /** False once the checkpoint was pruned or its run deleted. */
+  available: boolean;
+  model?: ModelInfo | null;
 }
 
 export interface ValidationIssue {
@@ -174,14 +198,20 @@ function csrfHeaders(method: string): Record<string, string> {
   return token ? { [CSRF_HEADER]: token } : {};
 }
 
+function contentType(body: unknown): Record<string, string> {
+  if (body === undefined) return {};
+  return { "Content-Type": body instanceof Blob ? body.type || "application/octet-stream" : "application/json" };
+}
+
 async function request<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
   let response: Response;
   try {
     response = await fetch(path, {
       method,
       credentials: "same-origin",
-      headers: { Accept: "application/json", ...csrfHeaders(method), ...(body !== undefined ? { "Content-Type": "application/json" } : {}) },
-      body: body !== undefined ? JSON.stringify(body) : undefined,
+      headers: { Accept: "application/json", ...csrfHeaders(method), ...contentType(body) },
+      // A file (an image to predict on) goes as the body itself, with its own type; anything else as JSON.
+      body: body instanceof Blob ? body : body !== undefined ? JSON.stringify(body) : undefined,
     });
   } catch {
     throw new ApiError(0, null);
@@ -225,6 +255,9 @@ export const api = {
   nodes: () => request<{ items: NodeInfo[] }>("GET", "/nodes"),
   trace: (traceId: string) => request<Trace>("GET", `/traces/${enc(traceId)}`),
   models: (runId?: string) => request<{ items: ModelInfo[] }>("GET", runId ? `/models?run_id=${enc(runId)}` : "/models"),
+  /** The image file as the body (PNG or JPEG, 28×28): POST /models/{id}/predict takes no form. */
+  predict: (modelId: string, image: Blob) => request<PredictionResult>("POST", `/models/${enc(modelId)}/predict`, image),
+  lineage: (modelId: string) => request<{ model_id: string; chain: LineageEntry[] }>("GET", `/models/${enc(modelId)}/lineage`),
 };
 
 /** EventSource sends the session cookie by itself (same origin): the URL carries no credential. */

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from flowerbed.checkpoint_models import ModelCache
 from flowerbed.db.run_history import RunHistory
 from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl
@@ -41,6 +42,10 @@ async def get_detail_cache(request: Request) -> RunDetailCache:
     return request.app.state.detail_cache
 
 
+async def get_model_cache(request: Request) -> ModelCache:
+    return request.app.state.model_cache
+
+
 async def get_control(request: Request) -> FlowerControl:
     return request.app.state.control_factory()
 
@@ -50,4 +55,5 @@ HistoryDep = Annotated[RunHistory, Depends(get_history)]
 ServiceDep = Annotated[RunService, Depends(get_service)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 DetailCacheDep = Annotated[RunDetailCache, Depends(get_detail_cache)]
+ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 ControlDep = Annotated[FlowerControl, Depends(get_control)]

@@ -27,10 +27,12 @@ from flowerbed.api.limits import BodySizeLimit, StreamSlots
 from flowerbed.api.routes import auth, health, models, nodes, traces, training
 from flowerbed.api.schemas import AUTH_ERRORS
 from flowerbed.api.sessions import LoginCodes, SessionSigner
+from flowerbed.checkpoint_models import ModelCache
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
 from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl
+from flowerbed.mlflow_tracking import MlflowTracking
 from flowerbed.run_detail_cache import RunDetailCache
 from flowerbed.run_retention import RunRetention
 from flowerbed.run_service import RunService
@@ -75,11 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.retention = RunRetention(session_factory(engine), history, settings.models_path)
         if pruned := await asyncio.to_thread(app.state.retention.prune_orphans):
             log.info("pruned %d event, round and log rows of deleted runs", pruned)
+        mlflow_export = _mlflow_export(settings, history, bus)
+        if mlflow_export is not None:
+            tracker.listeners.append(mlflow_export.notify)
         resumed = tracker.attach_unfinished()
         if resumed:
             log.info("following %d unfinished run(s) again: %s", len(resumed), ", ".join(resumed))
         yield
         tracker.shutdown()
+        if mlflow_export is not None:
+            mlflow_export.stop()
         engine.dispose()
         if metrics_server is not None:
             metrics_server.shutdown()
@@ -89,8 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=TITLE,
         version="0.1.0",
         description="Start, follow, stop, resume and delete federated training runs on Flower; browse and download "
-        "checkpoints. Authenticate with `Authorization: Bearer <token>`, or in a browser with the session "
-        "POST /auth/session opens.",
+        "checkpoints, export them (ONNX, TorchScript) and predict with them. Authenticate with "
+        "`Authorization: Bearer <token>`, or in a browser with the session POST /auth/session opens.",
         lifespan=lifespan,
         docs_url=None,  # served below, behind `authorize` (reads may need the token)
         redoc_url=None,
@@ -100,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = SessionSigner(settings.api_token, settings.session_ttl_seconds)
     app.state.login_codes = LoginCodes(settings.login_code_ttl_seconds)
     app.state.stream_slots = StreamSlots(settings.max_sse_streams)
+    app.state.model_cache = ModelCache()
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -121,10 +129,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _mlflow_export(settings: Settings, history: RunHistory, bus: EventBus) -> MlflowTracking | None:
+    """The MLflow mirror of every run, started when FLOWERBED_MLFLOW_TRACKING_URI is set."""
+    if not settings.mlflow_tracking_uri:
+        return None
+    export = MlflowTracking(
+        history,
+        settings.models_path,
+        settings.mlflow_tracking_uri,
+        settings.mlflow_experiment,
+        settings.mlflow_registered_model,
+        settings.mlflow_retry_seconds,
+        on_events=lambda run_id, _events: bus.publish(run_id),
+    )
+    export.start()
+    log.info("mirroring runs into MLflow experiment %r", settings.mlflow_experiment)
+    return export
+
+
 def _body_limits(settings: Settings) -> Any:
     def limit_for(path: str) -> tuple[int, str]:
         if path == traces.EXPORT_PATH:
             return settings.max_otlp_body_bytes, "FLOWERBED_MAX_OTLP_BODY_BYTES"
+        if models.is_predict_path(path):
+            return settings.max_predict_body_bytes, "FLOWERBED_MAX_PREDICT_BODY_BYTES"
         return settings.max_body_bytes, "FLOWERBED_MAX_BODY_BYTES"
 
     return limit_for

@@ -158,6 +158,14 @@ def _string_keys(value: Any) -> Any:
     return value
 
 
+class MlflowExport(BaseModel):
+    """Where the run's mirror in MLflow stands (FLOWERBED_MLFLOW_TRACKING_URI)."""
+
+    mlflow_run_id: str | None = None
+    exported_seq: int = Field(0, description="The last of the run's events exported to MLflow.")
+    warning: str | None = Field(None, description="Why the export is behind (server unreachable…); it is retried.")
+
+
 class RunDetail(RunSummary):
     rounds: list[RoundDetail]
     bytes_sent: int | None
@@ -170,6 +178,7 @@ class RunDetail(RunSummary):
         "site, format, examples, columns or image_shape, classes with counts under 5 as '< 5') and the nodes left out "
         "for want of usable data (`failures`: node_id, reason). Never any of the data itself.",
     )
+    mlflow: MlflowExport | None = Field(None, description="Only when the backend mirrors runs into MLflow.")
 
 
 class RunPage(BaseModel):
@@ -222,10 +231,36 @@ class ModelInfo(BaseModel):
     sha256: str
     size: int
     created_at: datetime | None
+    parent: str | None = Field(None, description="The checkpoint this one's run started from (resume, from_checkpoint).")
 
 
 class ModelList(BaseModel):
     items: list[ModelInfo]
+
+
+class LineageEntry(BaseModel):
+    model_id: str
+    run_id: str
+    round: int
+    available: bool = Field(description="False once the checkpoint was pruned or deleted; its descendants still name it.")
+    model: ModelInfo | None = Field(None, description="The checkpoint, while it is in the store.")
+
+
+class ModelLineage(BaseModel):
+    model_id: str
+    chain: list[LineageEntry] = Field(description="This checkpoint first, then the one its run started from, and so on.")
+
+
+class Prediction(BaseModel):
+    class_index: int
+    label: str
+    probability: float
+
+
+class PredictionResult(BaseModel):
+    model_id: str
+    model: str = Field(description="The architecture (cnn, resnet18).")
+    predictions: list[Prediction] = Field(description="Every class, most probable first.")
 
 
 class Health(BaseModel):

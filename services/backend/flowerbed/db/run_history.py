@@ -94,6 +94,14 @@ class RunHistory:
         self._committed(run_id)
         return events
 
+    def add_event(self, run_id: str, kind: str, payload: dict[str, Any]) -> StoredEvent:
+        """An event the backend itself observed about a run (e.g. MLflow export progress or trouble)."""
+        with self.sessions.begin() as session:
+            session.get_one(Run, run_id, with_for_update=True)
+            event = self._append(session, run_id, kind, payload)
+        self._committed(run_id)
+        return event
+
     def ingest_log_chunk(self, run_id: str, text: str, cursor: float, partial: str | None = None) -> list[StoredEvent]:
         """Store a chunk of complete ServerApp log lines with its cursor; returns new events.
 
@@ -195,6 +203,14 @@ class RunHistory:
                 for entry, data in entries:
                     found.setdefault(str(entry.get("node_id")), {**data, "run_id": row.run_id})
             return found
+
+    def latest_event(self, run_id: str, kinds: tuple[str, ...]) -> StoredEvent | None:
+        """The newest event of any of these types."""
+        with self.sessions() as session:
+            row = session.scalars(
+                select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.type.in_(kinds)).order_by(RunEvent.seq.desc())
+            ).first()
+            return StoredEvent(row.seq, row.type, row.ts, row.payload) if row else None
 
     def flower_seqs(self, run_id: str) -> set[int]:
         with self.sessions() as session:

@@ -1,13 +1,15 @@
-/** Stored checkpoints (global models), optionally for one run, with download and resume links. */
+/** Stored checkpoints (global models), optionally for one run: download, resume, lineage, and "Try it" (predictions). */
 import { api, downloadUrl } from "../api";
 import { h, mount, stateBlock } from "../dom";
 import { formatAccuracy, formatBytes, formatLoss, formatTimestamp, shortId, toMillis } from "../format";
 import { href, navigate, type Route } from "../router";
 import { card, pageHeader, table } from "../widgets";
+import { tryItCard } from "./try_it";
 
 export function renderModels(root: HTMLElement, route: Route): () => void {
   let alive = true;
   const runId = route.query.get("run_id") ?? "";
+  const tryModel = route.query.get("try") ?? undefined;
   const input = h("input", { type: "search", placeholder: "Filter by run id", value: runId, "data-testid": "models-run-filter", "aria-label": "Run id" });
   const form = h("form", { class: "toolbar" }, h("label", { class: "toolbar-label" }, "Run", input), h("button", { class: "btn", type: "submit" }, "Filter"));
   form.addEventListener("submit", (e) => {
@@ -15,7 +17,8 @@ export function renderModels(root: HTMLElement, route: Route): () => void {
     navigate("models", { run_id: input.value.trim() });
   });
   const body = h("div", {}, stateBlock("loading", "Loading models…"));
-  mount(root, pageHeader("Models", "Checkpoints of the global model, one per round. Verified by SHA-256."), card(null, [form, body], { testid: "models-card" }));
+  const tryIt = h("div", {});
+  mount(root, pageHeader("Models", "Checkpoints of the global model, one per round. Verified by SHA-256."), tryIt, card(null, [form, body], { testid: "models-card" }));
 
   api
     .models(runId || undefined)
@@ -27,6 +30,7 @@ export function renderModels(root: HTMLElement, route: Route): () => void {
       }
       const newest = (m: (typeof items)[number]) => toMillis(m.created_at ?? null) ?? 0;
       const sorted = [...items].sort((a, b) => newest(b) - newest(a) || b.round - a.round);
+      mount(tryIt, tryItCard(sorted, tryModel));
       const rows = sorted.map((m) =>
         h(
           "tr",
@@ -40,6 +44,7 @@ export function renderModels(root: HTMLElement, route: Route): () => void {
           h("td", { class: "num" }, formatBytes(m.size)),
           h("td", { class: "mono muted", title: m.sha256 ?? "" }, m.sha256 ? m.sha256.slice(0, 10) : "—"),
           h("td", {}, formatTimestamp(m.created_at ?? null)),
+          h("td", {}, m.parent ? lineageButton(m.model_id, m.parent) : "—"),
           h(
             "td",
             { class: "actions" },
@@ -50,7 +55,7 @@ export function renderModels(root: HTMLElement, route: Route): () => void {
       );
       mount(
         body,
-        table(["Model", { label: "Run", hideSm: true }, { label: "Round", numeric: true }, { label: "Architecture", hideSm: true }, { label: "Accuracy", numeric: true }, { label: "Loss", numeric: true, hideSm: true }, { label: "Size", numeric: true, hideSm: true }, { label: "SHA-256", hideSm: true }, { label: "Created", hideSm: true }, ""], rows, "models-table"),
+        table(["Model", { label: "Run", hideSm: true }, { label: "Round", numeric: true }, { label: "Architecture", hideSm: true }, { label: "Accuracy", numeric: true }, { label: "Loss", numeric: true, hideSm: true }, { label: "Size", numeric: true, hideSm: true }, { label: "SHA-256", hideSm: true }, { label: "Created", hideSm: true }, { label: "Started from", hideSm: true }, ""], rows, "models-table"),
       );
     })
     .catch((err: unknown) => {
@@ -59,4 +64,27 @@ export function renderModels(root: HTMLElement, route: Route): () => void {
   return () => {
     alive = false;
   };
+}
+
+/** The checkpoint a model's run started from; a click unfolds the whole chain (GET /models/{id}/lineage). */
+function lineageButton(modelId: string, parent: string): HTMLElement {
+  const holder = h("div", { "data-testid": "model-lineage" });
+  const button = h("button", { class: "btn btn-sm btn-ghost mono", type: "button", title: parent }, shortId(parent, 12));
+  button.addEventListener("click", () => {
+    api
+      .lineage(modelId)
+      .then(({ chain }) =>
+        mount(
+          holder,
+          h(
+            "ol",
+            { class: "lineage" },
+            chain.slice(1).map((e) => h("li", { class: "mono", title: e.model_id }, `${shortId(e.run_id)} · round ${e.round}${e.available ? "" : " (deleted)"}`)),
+          ),
+        ),
+      )
+      .catch((err: unknown) => mount(holder, (err as Error).message));
+  });
+  mount(holder, button);
+  return holder;
 }

@@ -491,6 +491,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
           "td",
           { class: "actions" },
           h("a", { class: "btn btn-sm", href: downloadUrl(m.model_id), download: "" }, "Download"),
+          h("a", { class: "btn btn-sm btn-ghost", "data-testid": "try-link", href: href("models", { run_id: runId, try: m.model_id }) }, "Try it"),
           h("a", { class: "btn btn-sm btn-ghost", "data-testid": "resume-link", href: href("start", { resume: runId, checkpoint: m.model_id }) }, "Resume from here"),
         ),
       ),

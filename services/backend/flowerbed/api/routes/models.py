@@ -1,4 +1,6 @@
-"""/models: checkpoints in the model store, listed, described and served after a sha256 check.
+"""/models: checkpoints in the model store, listed, described and served after a sha256 check;
+exported (flowerbed.model_export), asked for predictions (flowerbed.image_predict), and
+traced back through the checkpoints their runs started from (lineage).
 
 The ServerApp writes the store (and prunes it, per run's `keep_checkpoints`); the backend
 reads it, never unpickles, and deletes a run's directory only with the run
@@ -16,13 +18,22 @@ from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from flowerbed.api.deps import SettingsDep
-from flowerbed.api.schemas import Message, ModelInfo, ModelList
+from flowerbed import image_predict, model_export
+from flowerbed.api.deps import ModelCacheDep, SettingsDep
+from flowerbed.api.schemas import (
+    LineageEntry,
+    Message,
+    ModelInfo,
+    ModelLineage,
+    ModelList,
+    Prediction,
+    PredictionResult,
+)
 from flowerbed_app import checkpoints
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -42,6 +53,7 @@ def _info(meta: dict[str, Any]) -> ModelInfo:
         sha256=meta["sha256"],
         size=int(meta["size"]),
         created_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int | float) else None,
+        parent=meta.get("parent"),
     )
 
 
@@ -87,6 +99,10 @@ async def download_model(model_id: Annotated[str, Path(max_length=300)], setting
     Authenticate with the Authorization header or the dashboard's session cookie.
     """
     meta = await run_in_threadpool(_find, settings, model_id)
+    return await _send_checkpoint_file(meta)
+
+
+async def _send_checkpoint_file(meta: dict[str, Any]) -> StreamingResponse:
     handle = await run_in_threadpool(_open_verified, meta)
     return StreamingResponse(
         _read(handle),
@@ -97,6 +113,117 @@ async def download_model(model_id: Annotated[str, Path(max_length=300)], setting
             "X-Checksum-Sha256": meta["sha256"],
         },
     )
+
+
+@router.get(
+    "/{model_id}/export",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The model in the asked format."},
+        404: {"model": Message},
+        409: {"model": Message, "description": "The checkpoint fails its sha256, or holds an unknown model."},
+    },
+)
+async def export_model(
+    model_id: Annotated[str, Path(max_length=300)],
+    settings: SettingsDep,
+    cache: ModelCacheDep,
+    format: Annotated[
+        model_export.ExportFormat,
+        Query(description="onnx (input `image` [batch,1,28,28] normalized, output `log_probs`), torchscript, safetensors."),
+    ] = "onnx",
+) -> Response:
+    """The checkpoint as a file other tools load; authenticated like downloads.
+
+    ONNX and TorchScript are made from the verified weights on each request (seconds; one
+    export at a time); safetensors is the checkpoint file itself, as /download sends it.
+    """
+    meta = await run_in_threadpool(_find, settings, model_id)
+    if format == "safetensors":
+        return await _send_checkpoint_file(meta)
+    loaded = await run_in_threadpool(cache.get, meta)
+    data = await run_in_threadpool(model_export.export, loaded, format)
+    return Response(
+        data,
+        media_type=model_export.MEDIA_TYPES[format],
+        headers={
+            "Content-Disposition": f'attachment; filename="{meta["model_id"]}{model_export.SUFFIXES[format]}"',
+            "X-Checksum-Sha256": hashlib.sha256(data).hexdigest(),
+            "X-Checkpoint-Sha256": meta["sha256"],
+        },
+    )
+
+
+def is_predict_path(path: str) -> bool:
+    """Whether the body limit of predictions applies (flowerbed.api.main's body limits)."""
+    return path.startswith(router.prefix + "/") and path.endswith("/predict")
+
+
+@router.post(
+    "/{model_id}/predict",
+    response_model=PredictionResult,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The image file itself (not a form): 28×28 pixels, grey or colour (converted to grey).",
+            "content": {
+                media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in sorted(image_predict.MEDIA_TYPES)
+            },
+        }
+    },
+    responses={
+        404: {"model": Message},
+        409: {"model": Message, "description": "The checkpoint fails its sha256, or holds an unknown model."},
+        413: {"model": Message, "description": "The image is over FLOWERBED_MAX_PREDICT_BODY_BYTES."},
+    },
+)
+async def predict(
+    model_id: Annotated[str, Path(max_length=300)], request: Request, settings: SettingsDep, cache: ModelCacheDep
+) -> PredictionResult:
+    """Class probabilities of one PNG or JPEG image (Content-Type image/png or image/jpeg)."""
+    meta = await run_in_threadpool(_find, settings, model_id)
+    body = await request.body()  # already bounded: the body limit runs before this route
+    try:
+        pixels = image_predict.decode(body, request.headers.get("content-type", ""))
+    except image_predict.ImageRejected as exc:
+        raise RequestValidationError([{"type": "value_error", "loc": exc.loc, "msg": exc.reason, "input": None}]) from None
+    loaded = await run_in_threadpool(cache.get, meta)
+    ranked = await run_in_threadpool(image_predict.predict, loaded, pixels)
+    return PredictionResult(model_id=loaded.model_id, model=loaded.architecture, predictions=[Prediction(**p) for p in ranked])
+
+
+@router.get("/{model_id}/lineage", response_model=ModelLineage, responses={404: {"model": Message}})
+def lineage(model_id: Annotated[str, Path(max_length=300)], settings: SettingsDep) -> ModelLineage:
+    """The checkpoint, the one its run started from, that one's, … (oldest last).
+
+    Each checkpoint records its whole ancestry when written, so the chain is complete even
+    when an ancestor has been pruned or its run deleted (those show `available: false`)."""
+    meta = _find(settings, model_id)
+    chain = [
+        LineageEntry(
+            model_id=meta["model_id"], run_id=_info(meta).run_id, round=int(meta["round"]), available=True, model=_info(meta)
+        )
+    ]
+    for ancestor in meta.get("ancestors") or []:
+        try:
+            run_key, server_round = checkpoints.split_model_id(str(ancestor))
+        except checkpoints.CheckpointError:
+            break  # not written by us: the chain ends where it stops making sense
+        try:
+            found = checkpoints.find_checkpoint(settings.models_path, str(ancestor))
+        except checkpoints.CheckpointError:
+            found = None
+        available = found is not None and FilePath(found["path"]).is_file()
+        chain.append(
+            LineageEntry(
+                model_id=str(ancestor),
+                run_id=run_key,
+                round=server_round,
+                available=available,
+                model=_info(found) if available and found is not None else None,
+            )
+        )
+    return ModelLineage(model_id=meta["model_id"], chain=chain)
 
 
 def _open_verified(meta: dict[str, Any]) -> BinaryIO:

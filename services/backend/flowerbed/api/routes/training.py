@@ -11,12 +11,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
+from flowerbed import mlflow_tracking
 from flowerbed.api.deps import BusDep, DetailCacheDep, HistoryDep, ServiceDep, SettingsDep
 from flowerbed.api.limits import SlotStreamingResponse, StreamSlots
 from flowerbed.api.schemas import (
     BODY_ERRORS,
     DeletedRun,
     Message,
+    MlflowExport,
     RoundDetail,
     RunDetail,
     RunLogs,
@@ -151,6 +153,16 @@ def _run_detail(history: RunHistory, run_id: str, settings: Settings) -> RunDeta
         trace_id=run.trace_id,
         trace_url=trace_url(run.trace_id, settings.grafana_url),
         node_data=node_data_of(history.event_of_type(run_id, "data_described")),
+        mlflow=_mlflow_export(history, run_id) if settings.mlflow_tracking_uri else None,
+    )
+
+
+def _mlflow_export(history: RunHistory, run_id: str) -> MlflowExport:
+    synced = history.event_of_type(run_id, mlflow_tracking.SYNCED) or {}
+    latest = history.latest_event(run_id, mlflow_tracking.OWN_EVENTS)
+    warning = latest.data.get("warning") if latest is not None and latest.type == mlflow_tracking.WARNING else None
+    return MlflowExport(
+        mlflow_run_id=synced.get("mlflow_run_id"), exported_seq=int(synced.get("exported_seq") or 0), warning=warning
     )
 
 
