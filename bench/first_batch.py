@@ -33,9 +33,7 @@ PHASES = ("t_process_start", "t_handler_start", "t_slot_acquired", "t_first_step
 
 
 def measure(nodes: int, rounds: int, examples: int, warm: bool) -> dict[str, object]:
-    env = {"FLOWERBED_COMPUTE_SLOTS": str(max(nodes, 1))}
-    if not warm:
-        env["FLOWERBED_SUPEREXEC_WARM"] = "0"
+    env = {"FLOWERBED_COMPUTE_SLOTS": str(max(nodes, 1)), "FLOWERBED_SUPEREXEC_WARM": "1" if warm else "0"}
     config = {"num-server-rounds": rounds, "max-train-examples": examples, "fraction-train": 1.0, "min-nodes": nodes}
     with federation(nodes, extra_env=env) as fed:
         events, _, status = run(fed, app_dir(), ours_config(fed, **{**config, "min-available-nodes": nodes}))

@@ -24,7 +24,8 @@ from test_algorithms_federation import SMALL, _completed, _final_weights
 from flowerbed import launcher
 
 FAULT_APP = Path(__file__).resolve().parent / "fault_app"
-WARM_FAULT_APP = {"FLOWERBED_CLIENTAPP": "fault_app.client_app:app", "PYTHONPATH": str(FAULT_APP)}
+WARM = {"FLOWERBED_SUPEREXEC_WARM": "1"}  # opt in: off by default (flowerbed_node.exec_loop.DEFAULT_WARM)
+WARM_FAULT_APP = {**WARM, "FLOWERBED_CLIENTAPP": "fault_app.client_app:app", "PYTHONPATH": str(FAULT_APP)}
 
 
 def _executors(federation: launcher.Federation) -> dict[int, str]:
@@ -113,7 +114,7 @@ def test_the_warm_parent_does_not_grow_over_200_messages(start_federation: Any, 
 def test_forked_tasks_train_the_same_model_as_flowers_executor(start_federation: Any) -> None:
     config = {**SMALL, "num-server-rounds": 2, "seed": 11}
     weights = {}
-    for label, env in (("warm", {}), ("flower", {"FLOWERBED_SUPEREXEC_WARM": "0"})):
+    for label, env in (("warm", WARM), ("flower", {"FLOWERBED_SUPEREXEC_WARM": "0"})):
         federation = start_federation(num_nodes=2, extra_env=env)
         outcome = run_training(federation, config)
         _completed(outcome)

@@ -10,7 +10,7 @@ never runs a task, so every child starts from the same state.
 
 The parent also answers for children that cannot: one killed by a signal (segfault,
 abort, the OOM killer) or one still running past its message's deadline (`created_at +
-ttl`; our ServerApp sets the ttl to its round timeout), which it kills. For either it
+ttl`; our ServerApp sets the ttl to its round timeout plus a grace), which it kills. For either it
 pushes the error reply Flower's runtime would have pushed (`CLIENT_APP_CRASHED`) with the
 task's token, so the SuperNode records that node's failure now — not when the task's
 heartbeat expires a minute later, or never for a hung task — and pulls its next message.

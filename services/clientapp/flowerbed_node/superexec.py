@@ -26,7 +26,7 @@ def main() -> None:
     idle = seconds_from_env(exec_loop.IDLE_POLL_ENV, exec_loop.DEFAULT_IDLE_POLL)
     keep_warm = seconds_from_env(exec_loop.KEEP_WARM_ENV, exec_loop.DEFAULT_KEEP_WARM, low=0.0, high=86_400.0)
     assert idle is not None and keep_warm is not None
-    warm = os.environ.get(exec_loop.WARM_ENV, "1") not in ("0", "false", "no")
+    warm = os.environ.get(exec_loop.WARM_ENV, exec_loop.DEFAULT_WARM) not in ("0", "false", "no")
     exec_loop.install(warm, os.environ.get(warm_app.APP_ENV) or warm_app.DEFAULT_APP, idle, keep_warm)
     flower_superexec()
 

@@ -11,10 +11,14 @@ It is also the first code of ours that sees a reply: an optional `screen(sent, r
 (flowerbed_app.reply_screen) may replace it — e.g. by an error reply for an update
 that must not be aggregated — before any strategy does.
 
-Each message's time-to-live ends with the round (`timeout`): Flower's default is 12 h,
-but no reply is awaited after the round timeout, and a node's executor uses the message's
-deadline to stop a ClientApp that hangs (flowerbed_node.fork_executor) so the node is
-free for the next round.
+Each message's time-to-live ends shortly after the round (`timeout` + `TTL_GRACE_SECONDS`):
+Flower's default is 12 h, but no reply is awaited after the round timeout, and a node's
+executor uses the message's deadline to kill a ClientApp that still hangs
+(flowerbed_node.fork_executor) so the node is free for the next round. The grace orders
+the three ends of a hung ClientApp: the server stops waiting and records "no reply before
+round-timeout" (a TTL ending at the same instant would make the SuperLink answer "Message
+Unavailable" instead); the handler's own deadline and its watchdog
+(flowerbed_app.handler_deadline) stop it from inside; only then the executor kills it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from typing import Any
 from flwr.app import Message
 from flwr.serverapp import Grid
 
+from flowerbed_app.handler_deadline import GRACE_SECONDS
+
 DEFAULT_POLL_SECONDS = 0.2
+TTL_GRACE_SECONDS = GRACE_SECONDS + 5.0
 Screen = Callable[[Message, Message], Message]
 
 
@@ -60,8 +67,8 @@ class FastPollGrid:
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
         if timeout is not None:
-            for message in messages:  # expire when this round stops waiting for the reply
-                message.metadata.ttl = time.time() - message.metadata.created_at + timeout
+            for message in messages:  # expire once this round has stopped waiting for the reply
+                message.metadata.ttl = time.time() - message.metadata.created_at + timeout + TTL_GRACE_SECONDS
         ids = list(self._grid.push_messages(messages))
         sent = dict(zip(ids, messages, strict=False))
         self.destinations.update({mid: int(m.metadata.dst_node_id) for mid, m in sent.items()})
