@@ -311,6 +311,10 @@ def test_every_training_option_is_in_the_form_and_the_run_view_shows_them(backen
 
     page.get_by_test_id("field-compression").select_option("none")
     page.get_by_test_id("field-dp").select_option("central")
+    # Noise std per weight is noise-multiplier × clipping-norm / clients: at the defaults (1 × 10 / 2) the model
+    # diverges, round 2's updates are non-finite and the run now fails saying so. 0.5 × 0.1 / 2 trains.
+    page.get_by_test_id("field-dp_noise_multiplier").fill("0.5")
+    page.get_by_test_id("field-dp_clipping_norm").fill("0.1")
     page.get_by_test_id("field-strategy").select_option("fedavgm")
     page.get_by_test_id("field-selection").select_option("performance")
     run_id = submit_and_open_run(page)
