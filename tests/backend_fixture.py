@@ -61,10 +61,11 @@ class BackendProcess:
         return api_client(self.base_url, self.token, **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
-        _kill_group(self.proc, sig, grace)
+        stop_group(self.proc, sig, grace)
 
 
-def _kill_group(proc: subprocess.Popen[bytes], sig: int, grace: float) -> None:
+def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+    """Signal a process group, then SIGKILL what is left after `grace`: a teardown never hangs on a stuck server."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -56,7 +57,7 @@ def _start_up(data_dir: Path, nodes: int) -> tuple[subprocess.Popen[str], str, l
 def test_up_prints_a_working_dashboard_url_and_stops_without_orphans(tmp_path):
     data_dir = tmp_path / "local"
     proc, url, output = _start_up(data_dir, 2)
-    port = int(url.split(":")[2].split("/")[0])
+    port = urlsplit(url).port
     try:
         token = (data_dir / "api-token").read_text().strip()
         # The link carries no token: a one-time login code, in the fragment (never sent to a server).

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from backend_fixture import stop_group
 from conftest import free_port
 from fastapi.testclient import TestClient
 
@@ -59,8 +60,7 @@ def tls_superlink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
                 time.sleep(0.5)
         yield f"127.0.0.1:{port}", certs
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        stop_group(proc, grace=20)
         log.close()
 
 
