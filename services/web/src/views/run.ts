@@ -286,11 +286,15 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
       r.resumed_from ? h("a", { class: "chip", href: href(`runs/${r.resumed_from}`) }, `continues ${shortId(r.resumed_from)}`) : null,
     );
     const again = h("a", { class: "btn btn-ghost", href: href("start", { resume: r.run_id }) }, "Run again");
+    // Resume and Delete act on the stored run: offered once the database, not only the event stream, says it
+    // ended (the backend refuses both, 409, for a run it still records as active).
+    const settled = TERMINAL.has(r.status) && terminalHint === null;
     const resumeBtn =
+      settled &&
       (r.status === "failed" || r.status === "stopped") &&
       h("button", { class: "btn", "data-testid": "resume-button", title: "Continue from the last checkpoint as a new run", onclick: () => void resume() }, "Resume");
     const deleteBtn =
-      TERMINAL.has(r.status) &&
+      settled &&
       h("button", { class: "btn btn-ghost", "data-testid": "delete-button", onclick: () => void remove() }, "Delete");
     mount(header, pageHeader(`Run ${shortId(r.run_id)}`, subtitle, ...([trace, again, resumeBtn, deleteBtn, stopBtn].filter(Boolean) as Node[])));
   }

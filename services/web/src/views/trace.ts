@@ -251,9 +251,9 @@ export function renderTrace(root: HTMLElement, route: Route): () => void {
       : h("span", { class: "wf-toggle wf-toggle-leaf", "aria-hidden": "true" });
     const label = hint(node);
     const events = (s.events ?? []).slice(0, 20);
-    // Duration text beside the bar where there is room (after it, else before it), else inside it.
+    // Duration text beside the bar where there is room (after it), else inside a long bar, else before it.
     const after = 100 - left - width;
-    const durPlace = after >= 18 || (after >= left && after >= 8) ? "after" : left >= 18 ? "before" : "inside";
+    const durPlace = after >= 30 || (after >= left && after >= 8) ? "after" : width >= 35 || left < 18 ? "inside" : "before";
     const el = h(
       "div",
       {
