@@ -5,14 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from flowerbed import launcher
 from flowerbed.run_follower import follow
@@ -47,6 +52,41 @@ def federation(
             yield fed
         finally:
             launcher.stop(fed)
+
+
+@contextmanager
+def backend(data_dir: Path, token: str, ready_timeout: float = 60.0) -> Iterator[str]:
+    """A real `flowerbed serve` on a free port over `data_dir` (no SuperLink); yields its base URL once healthy."""
+    port = free_port_block(1)
+    env = {**os.environ, "FLOWERBED_DATA_DIR": str(data_dir), "FLOWERBED_API_TOKEN": token}
+    env["FLOWERBED_SUPERLINK_URL"] = "127.0.0.1:9"  # nothing listens: the API alone is measured
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flowerbed.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        env={k: v for k, v in env.items() if not k.startswith("OTEL_")},  # the bench measures the API, not exporters
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"flowerbed serve did not become healthy (exit code {server.poll()})")
+            time.sleep(0.1)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
 
 
 def run(fed: launcher.Federation, app: Path, config: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import httpx
-from _harness import emit, free_port_block
+from _harness import backend, emit
 
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
@@ -114,21 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flowerbed-api-bench-") as tmp:
         data_dir = Path(tmp)
         run_id = seed(data_dir)
-        port = free_port_block(1)
-        env = {**os.environ, "FLOWERBED_DATA_DIR": tmp, "FLOWERBED_API_TOKEN": TOKEN, "FLOWERBED_SUPERLINK_URL": "127.0.0.1:9"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "flowerbed.cli", "serve", "--port", str(port), "--log-level", "warning"],
-            env={k: v for k, v in env.items() if not k.startswith("OTEL_")},
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with backend(data_dir, TOKEN) as base:
             detail = f"{base}/training/{run_id}"
             assert httpx.get(detail).json()["rounds_completed"] == 10
             results = {}
@@ -138,9 +122,6 @@ def main() -> None:
             load = subprocess.Popen(["wrk", "-t1", "-c50", f"-d{args.seconds}s", detail], stdout=subprocess.DEVNULL)
             streams = asyncio.run(sse_subscribers(base, run_id, args.subscribers))
             load.wait()
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
 
     table = [[name, f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['rps']:.0f}", r["non_2xx"]] for name, r in results.items()]
     sse = {"p50_s": statistics.median(streams), "p99_s": sorted(streams)[int(0.99 * (len(streams) - 1))], "count": len(streams)}

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-from _harness import emit, free_port_block
+from _harness import backend, emit
 from api_latency import wrk
 
 from flowerbed_app import checkpoints
@@ -68,22 +64,8 @@ def main() -> None:
         data_dir = Path(tmp)
         meta = checkpoints.save_checkpoint(data_dir / "models", "bench", 1, create_model("cnn").state_dict(), {"model": "cnn"})
         script = lua_script(data_dir, png())
-        port = free_port_block(1)
-        env = {**os.environ, "FLOWERBED_DATA_DIR": tmp, "FLOWERBED_API_TOKEN": TOKEN, "FLOWERBED_SUPERLINK_URL": "127.0.0.1:9"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "flowerbed.cli", "serve", "--port", str(port), "--log-level", "warning"],
-            env={k: v for k, v in env.items() if not k.startswith("OTEL_")},
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        predict = f"{base}/models/{meta['model_id']}/predict"
-        try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with backend(data_dir, TOKEN) as base:
+            predict = f"{base}/models/{meta['model_id']}/predict"
             warm = httpx.post(predict, content=png(), headers={"Content-Type": "image/png", "Authorization": f"Bearer {TOKEN}"})
             assert warm.status_code == 200, warm.text  # also loads the model: wrk measures the steady state
             c = args.connections
@@ -92,9 +74,6 @@ def main() -> None:
                 f"model_info_c{c}": wrk(f"{base}/models/{meta['model_id']}", c, args.seconds),
                 f"predict_c{c}": wrk(predict, c, args.seconds, script=script),
             }
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
 
     table = [[name, f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['rps']:.0f}", r["non_2xx"]] for name, r in results.items()]
     floor = results[f"health_c{args.connections}"]
