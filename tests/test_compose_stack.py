@@ -2,8 +2,9 @@
 
 One stack for the module, several checks against it, in this order: health and ports first (before
 any fault is injected), the images' entry points and lock, the dashboard in Chromium, traces and
-Prometheus from that run, then the faults — backend restart, SuperNode killed — and last `down`
-then `up` with the volumes kept. Runs are tiny (200 examples per client, 1–3 rounds).
+Prometheus from that run, a run on each SuperNode's own mounted data, then the faults — backend
+restart, SuperNode killed — and last `down` then `up` with the volumes kept. Runs are tiny (200
+examples per client, 1–3 rounds; the sites' own tables: 569 rows in all).
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from chromium import CHROMIUM, CHROMIUM_ARGS
 from compose_fixture import ARTIFACTS, Booted, booted_stack
@@ -199,6 +203,53 @@ def test_prometheus_scrapes_the_backend_metrics_port(stack: Booted, first_run: d
     # The metrics port answers inside the network only: nothing publishes 9464.
     ports = stack.stack.inspect("backend")["NetworkSettings"]["Ports"]
     assert not ports.get("9464/tcp"), ports
+
+
+def test_each_site_trains_on_the_directory_mounted_read_only_for_its_supernode(stack: Booted, tmp_path: Path) -> None:
+    """data_source=node on the real stack: the demo hospitals' tables, one per SuperNode's mounted
+    directory (written while the stack runs), train `mlp`; each node describes its own site."""
+    demo = [sys.executable, "-m", "flowerbed.cli", "demo-data", "--sites", "3", "--out", str(tmp_path), "--images-per-site", "10"]
+    run(demo, timeout=300)
+    expected = {}
+    for n, directory in enumerate(stack.node_data, start=1):
+        shutil.copy(tmp_path / "breast-cancer" / f"site-{n}" / "records.csv", directory / "records.csv")
+        (directory / "records.csv").chmod(0o644)
+        expected[f"site-{n}"] = len(pd.read_csv(directory / "records.csv"))
+        mounts = {m["Destination"]: m for m in stack.stack.inspect(f"superexec-clientapp-{n}")["Mounts"]}
+        mount = mounts[f"/data/site-{n}"]
+        assert mount["Source"] == str(directory) and mount["RW"] is False, mount
+    assert len(set(expected.values())) == 3, expected  # uneven sites: a swapped mount would show
+
+    run_id = stack.start_run(
+        data_source="node",
+        model="mlp",
+        num_rounds=3,
+        max_train_examples=0,
+        min_nodes=3,
+        fraction_evaluate=1.0,
+        learning_rate=0.05,
+        local_epochs=2,
+        batch_size=16,
+    )
+    detail = stack.wait_finished(run_id)
+    assert detail["status"] == "completed", {k: detail.get(k) for k in ("status", "error", "node_data")}
+    assert detail["accuracy_kind"] == "federated" and len(detail["rounds"]) == 3
+    assert all(r["accuracy_kind"] == "federated" for r in detail["rounds"])
+    assert detail["accuracy"] == detail["rounds"][-1]["federated_evaluation"]["eval-accuracy"]
+    assert detail["accuracy"] >= 0.9, [r["accuracy"] for r in detail["rounds"]]
+    described = detail["node_data"]
+    assert not described["failures"], described["failures"]
+    assert {n["site"]: n["examples"] for n in described["nodes"]} == expected, described["nodes"]
+    assert all(n["format"] == "table" and len(n["columns"]) == 30 for n in described["nodes"])
+    # GET /nodes shows each node's description from this run: the site it was given, its count.
+    nodes = {n["node_id"]: n for n in stack.json("GET", "/nodes")["items"]}
+    for node in described["nodes"]:
+        data = nodes[node["node_id"]]["data"]
+        assert data["run_id"] == run_id and data["site"] == node["site"], data
+        assert data["examples"] == expected[node["site"]], data
+    # Read-only inside the executor too: the ClientApp's user cannot write a site's data.
+    proc = stack.stack.exec("superexec-clientapp-1", "python", "-c", "open('/data/site-1/x', 'w')", check=False)
+    assert proc.returncode != 0 and "Read-only file system" in proc.stderr, proc.stderr[-500:]
 
 
 def test_backend_restarted_mid_run_completes_and_records_every_round_once(stack: Booted) -> None:

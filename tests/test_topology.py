@@ -25,11 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 ADDRESS_FLAGS = {"--host", "--port", "--superlink", "--runtime-api-address", "--database"}
 
 
+# Node-config keys that are paths of a deployment: compose names each site's mounted directory,
+# local mode the directories given with --node-data (none without).
+PATH_KEYS = {"data-dir"}
+
+
 def _normalized(argv: list[str]) -> list[str]:
     out = list(argv)
     for i, token in enumerate(out[:-1]):
         if token in ADDRESS_FLAGS:
             out[i + 1] = "<address>"
+        if token == "--node-config":
+            config = parse_config_args([out[i + 1]])
+            out[i + 1] = str(sorted((k, v) for k, v in config.items() if k not in PATH_KEYS))
     return out
 
 

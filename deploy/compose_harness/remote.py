@@ -79,6 +79,8 @@ def site(
 ) -> ComposeStack:
     """The remote compose project `<central>-<name>` on the central stack's network (not yet up)."""
     workdir = cert_dir.parent
+    data_dir = workdir / f"{name}-data"  # the site's own data (empty here), not a directory in the repository
+    data_dir.mkdir(parents=True, exist_ok=True)
     network_override = workdir / f"{name}-network.yaml"
     network_override.write_text(f"networks:\n  default:\n    name: {central.network()}\n    external: true\n")
     stack = ComposeStack(
@@ -93,6 +95,8 @@ def site(
             "FLOWERBED_PARTITION_ID": str(partition_id),
             "FLOWERBED_NUM_PARTITIONS": str(num_partitions),
             "FLOWERBED_REMOTE_CERT_DIR": str(cert_dir),
+            "FLOWERBED_NODE_DATA": str(data_dir),
+            "FLOWERBED_SITE_NAME": name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",
         },
     )

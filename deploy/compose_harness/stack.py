@@ -53,6 +53,22 @@ def standin_env() -> dict[str, str]:
     }
 
 
+NODES = 3  # supernode-1..3 in compose.yaml
+
+
+def node_data_env(workdir: Path, nodes: int = NODES) -> dict[str, Path]:
+    """An empty data directory per SuperNode under `workdir`, as FLOWERBED_NODE_DATA_<n> → path.
+
+    compose.yaml bind-mounts each read-only into its node's ClientApp executor. Files written
+    into these directories while the stack runs are seen at once; a directory removed and made
+    anew is not (the mount keeps the old one), so fill them, never replace them."""
+    dirs = {f"FLOWERBED_NODE_DATA_{n}": workdir / "node-data" / f"site-{n}" for n in range(1, nodes + 1)}
+    for directory in dirs.values():
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)  # the executor reads it as uid 10001
+    return dirs
+
+
 def secret_env() -> dict[str, str]:
     """Strong random secrets (43 characters, never the .env.example placeholders)."""
     return {
