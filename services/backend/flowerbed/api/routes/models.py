@@ -181,7 +181,8 @@ def is_predict_path(path: str) -> bool:
     return path.startswith(router.prefix + "/") and path.endswith("/predict")
 
 
-ROW_EXAMPLE = {"features": {"mean radius": 14.1, "mean texture": 19.3, "...": "every column the model was trained on"}}
+# Two columns of the demo breast-cancer table; a real row gives every column its model lists.
+ROW_EXAMPLE = {"features": {"mean radius": 17.99, "mean texture": 10.38}}
 
 
 @router.post(
