@@ -207,3 +207,38 @@ def test_lineage_follows_the_checkpoints_runs_started_from(backend: Backend, tra
             ("pruned-run-round-0007", "pruned-run", 7, False, None)
         ]
         assert client.get("/models/no-such-run-round-0001/lineage").status_code == 404
+
+
+def test_a_node_data_image_model_predicts_at_its_own_size_with_its_own_classes(backend: Backend) -> None:
+    """A cnn trained on sites' colour folders (3×32×32, classes from folder names): the checkpoint's
+    metadata decides the image size, the channels and the labels, not Fashion-MNIST's."""
+    import torch
+    from PIL import Image
+
+    from flowerbed_app.models import create_model
+
+    torch.manual_seed(3)
+    module = create_model("cnn", 2, (3, 32, 32)).eval()
+    spec = {"format": "images", "classes": ["blue", "red"], "input_shape": [3, 32, 32]}
+    meta = checkpoints.save_checkpoint(
+        backend.data_dir / "models", "colour-cnn", 1, module.state_dict(), {"model": "cnn", "input": spec}
+    )
+    pixels = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG")
+    with torch.inference_mode():
+        expected = module(to_tensor(np.moveaxis(pixels, -1, 0)[None])).exp()[0].numpy()
+    with backend.client() as client:
+        response = client.post(
+            f"/models/{meta['model_id']}/predict", content=buffer.getvalue(), headers={"Content-Type": "image/png"}
+        )
+        grey = png_of(np.zeros((28, 28), np.uint8))
+        small = client.post(f"/models/{meta['model_id']}/predict", content=grey, headers={"Content-Type": "image/png"})
+        info = client.get(f"/models/{meta['model_id']}").json()
+    assert response.status_code == 200, response.text
+    ranked = response.json()["predictions"]
+    assert [p["label"] for p in ranked] == [["blue", "red"][i] for i in np.argsort(-expected, kind="stable")]
+    assert np.allclose([p["probability"] for p in ranked], np.sort(expected)[::-1], atol=1e-5)
+    assert small.status_code == 422 and "image is 28×28 pixels; the model takes 32×32" in small.text
+    assert info["input"]["kind"] == "images" and info["input"]["shape"] == [3, 32, 32]
+    assert info["input"]["classes"] == ["blue", "red"] and info["input"]["columns"] == []

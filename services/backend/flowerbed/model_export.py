@@ -1,10 +1,12 @@
 """A checkpoint in the formats other tools load: ONNX, TorchScript, safetensors.
 
 Every format takes the same input and gives the same output as the model in training:
-`image`, float32 [batch, 1, 28, 28] normalized as `to_tensor` does ((pixel/255 − mean)/std),
+image models `image`, float32 [batch, C, H, W] (1×28×28 for Fashion-MNIST) normalized as
+`to_tensor` does ((pixel/255 − mean)/std); tabular models (mlp) `features`, float32
+[batch, F] standardised with the federation's statistics ((value − mean)/std per column)
 → `log_probs`, float32 [batch, classes]. The batch dimension is dynamic. The ONNX file
-carries the preprocessing constants and the class names in its metadata_props, so it can be
-used without this code.
+carries the preprocessing (pixel constants, or the columns in order with their mean and std)
+and the class names in its metadata_props, so it can be used without this code.
 
 ONNX goes through torch.onnx's torch.export-based exporter (the TorchScript one is
 deprecated); TorchScript through `torch.jit.trace`, which PyTorch 2.13 deprecates as well but
@@ -33,7 +35,8 @@ MEDIA_TYPES: dict[str, str] = {
     "safetensors": "application/octet-stream",
 }
 SUFFIXES: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
-INPUT_NAME, OUTPUT_NAME = "image", "log_probs"
+INPUT_NAMES = {"images": "image", "table": "features"}
+OUTPUT_NAME = "log_probs"
 
 _one_at_a_time = threading.Lock()
 
@@ -48,23 +51,30 @@ def export(loaded: LoadedModel, fmt: ExportFormat) -> bytes:
     raise ValueError(f"export: {fmt!r} is served from the checkpoint file")
 
 
-def _example() -> torch.Tensor:
+def _example(loaded: LoadedModel) -> torch.Tensor:
     import torch
 
-    return torch.zeros(2, 1, 28, 28)
+    return torch.zeros(2, *loaded.input.shape)
+
+
+def _preprocessing(loaded: LoadedModel) -> dict[str, object]:
+    """What turns raw input into the model's input, for users of the file without this code."""
+    from flowerbed_app.training import PIXEL_MEAN, PIXEL_STD
+
+    spec = loaded.input
+    if spec.kind == "table":
+        return {"columns": list(spec.columns), "mean": list(spec.feature_mean), "std": list(spec.feature_std)}
+    return {"scale": 1 / 255, "mean": PIXEL_MEAN, "std": PIXEL_STD}
 
 
 def _onnx(loaded: LoadedModel) -> bytes:
     import torch
 
-    from flowerbed_app.fashion_mnist import CLASS_NAMES
-    from flowerbed_app.training import PIXEL_MEAN, PIXEL_STD
-
     program = torch.onnx.export(
         copy.deepcopy(loaded.module),  # the exporter may touch the module; predictions share it
-        (_example(),),
+        (_example(loaded),),
         dynamo=True,
-        input_names=[INPUT_NAME],
+        input_names=[INPUT_NAMES[loaded.input.kind]],
         output_names=[OUTPUT_NAME],
         dynamic_shapes=({0: torch.export.Dim("batch")},),
         external_data=False,
@@ -75,8 +85,8 @@ def _onnx(loaded: LoadedModel) -> bytes:
         "flowerbed.model_id": loaded.model_id,
         "flowerbed.architecture": loaded.architecture,
         "flowerbed.checkpoint_sha256": loaded.sha256,
-        "flowerbed.preprocessing": json.dumps({"scale": 1 / 255, "mean": PIXEL_MEAN, "std": PIXEL_STD}),
-        "flowerbed.class_names": json.dumps(list(CLASS_NAMES)),
+        "flowerbed.preprocessing": json.dumps(_preprocessing(loaded)),
+        "flowerbed.class_names": json.dumps(list(loaded.input.classes)),
         "flowerbed.output": "log-probabilities",
     }.items():
         entry = proto.metadata_props.add()
@@ -90,6 +100,6 @@ def _torchscript(loaded: LoadedModel) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # said once, in this module's docstring
-        traced = torch.jit.trace(copy.deepcopy(loaded.module), _example())
+        traced = torch.jit.trace(copy.deepcopy(loaded.module), _example(loaded))
         torch.jit.save(traced, buffer)
     return buffer.getvalue()

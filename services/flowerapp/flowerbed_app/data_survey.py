@@ -20,9 +20,8 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flowerbed_app import reply_contract as contract
 from flowerbed_app.data_description import DataDisagreement, RunData, agree
 from flowerbed_app.fast_grid import FastPollGrid
-from flowerbed_app.models import MODEL_INPUT
 from flowerbed_app.progress_events import EventEmitter
-from flowerbed_app.run_settings import RunSettings
+from flowerbed_app.run_settings import MODEL_INPUT, RunSettings
 
 
 @dataclass

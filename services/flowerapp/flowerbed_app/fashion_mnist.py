@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
+SHAPE = (1, 28, 28)  # channels, height, width of every image
 HUB_ID = "zalando-datasets/fashion_mnist"
 # Label i of the dataset is CLASS_NAMES[i] (Xiao et al., 2017); predictions and exports name classes by it.
 CLASS_NAMES = (

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from flowerbed_app.fashion_mnist import SHAPE
+
 
 class SimpleCNN(nn.Module):
     """Two 3×3 convolutions, max-pool, dropout, two dense layers (the seed's model)."""
@@ -105,9 +107,7 @@ class MLP(nn.Module):
 
 
 MODEL_FACTORIES: dict[str, type[nn.Module]] = {"cnn": SimpleCNN, "resnet18": ResNet18, "mlp": MLP}
-# Which kind of input each model takes: "images" (C×H×W) or "table" (feature vectors).
-MODEL_INPUT = {"cnn": "images", "resnet18": "images", "mlp": "table"}
-FASHION_MNIST_SHAPE = (1, 28, 28)
+FASHION_MNIST_SHAPE = SHAPE
 
 
 def create_model(name: str, num_classes: int = 10, input_shape: tuple[int, ...] = FASHION_MNIST_SHAPE) -> nn.Module:

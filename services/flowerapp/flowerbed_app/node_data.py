@@ -252,12 +252,16 @@ def convert(raw: RawData, conversion: Conversion) -> tuple[np.ndarray, np.ndarra
         raise NodeDataError(f"classes {', '.join(unknown[:5])} are not among the run's ({', '.join(conversion.classes)})")
     y = np.asarray([index[name] for name in raw.labels], dtype=np.int64)
     if raw.columns and raw.x.ndim == 2:
-        mean = np.asarray(conversion.feature_mean, dtype=np.float64)
-        std = np.asarray(conversion.feature_std, dtype=np.float64)
-        return ((raw.x - mean) / std).astype(np.float32), y
+        return standardise(raw.x, conversion.feature_mean, conversion.feature_std), y
     if raw.format == "images":
         return _images_at(raw.files, conversion.input_shape), y
     return _resized(raw.x, conversion.input_shape), y
+
+
+def standardise(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Feature rows [N, F] with the federation's statistics, as the model trains on them (and predicts)."""
+    centred = np.asarray(x, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+    return (centred / np.asarray(std, dtype=np.float64)).astype(np.float32)
 
 
 def _images_at(files: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from flowerbed_app.partition_cache import PartitionSpec
 
 MODELS = ("cnn", "resnet18", "mlp")
+# Which kind of input each model takes: "images" (C×H×W) or "table" (feature vectors).
+MODEL_INPUT = {"cnn": "images", "resnet18": "images", "mlp": "table"}
 # Where each node's training data comes from: a partition of the central Fashion-MNIST copy
 # (demo, benchmarks), or the node's own directory (node config data-dir; node_data.py).
 DATA_SOURCES = ("partitions", "node")

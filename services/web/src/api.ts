@@ -78,6 +78,16 @@ export interface RunDetail extends RunSummary {
   node_data?: { nodes: (NodeData & { node_id: string })[]; failures: { node_id: string; reason: string }[] } | null;
   bytes_sent?: number | null;
   bytes_received?: number | null;
+  /** Only when the backend mirrors runs into MLflow (FLOWERBED_MLFLOW_TRACKING_URI). */
+  mlflow?: MlflowExport | null;
+}
+
+export interface MlflowExport {
+  mlflow_run_id?: string | null;
+  /** The last of the run's events exported to MLflow. */
+  exported_seq: number;
+  /** Why the export is behind (server unreachable…); the backend retries it. */
+  warning?: string | null;
 }
 
 export interface TraceEvent {
@@ -142,6 +152,19 @@ export interface ModelInfo {
   created_at?: Timestamp;
   /** The checkpoint this one's run started from (resume, from_checkpoint). */
   parent?: string | null;
+  /** What the model takes (null when the checkpoint's metadata names no known model). */
+  input?: ModelInput | null;
+}
+
+export interface ModelInput {
+  /** images: send an image file; table: a JSON row of `columns`. */
+  kind: "images" | "table";
+  classes: string[];
+  /** [channels, height, width] of images, or [number of features]. */
+  shape: number[];
+  columns: string[];
+  /** The federation's mean of each column: a typical row. */
+  feature_mean: number[];
 }
 
 export interface Prediction {
@@ -257,6 +280,9 @@ export const api = {
   models: (runId?: string) => request<{ items: ModelInfo[] }>("GET", runId ? `/models?run_id=${enc(runId)}` : "/models"),
   /** The image file as the body (PNG or JPEG, 28×28): POST /models/{id}/predict takes no form. */
   predict: (modelId: string, image: Blob) => request<PredictionResult>("POST", `/models/${enc(modelId)}/predict`, image),
+  /** One table row for a tabular model (mlp): {"features": {column: value}}; values the server cannot use are named in its 422. */
+  predictRow: (modelId: string, features: Record<string, number | string>) =>
+    request<PredictionResult>("POST", `/models/${enc(modelId)}/predict`, { features }),
   lineage: (modelId: string) => request<{ model_id: string; chain: LineageEntry[] }>("GET", `/models/${enc(modelId)}/lineage`),
 };
 

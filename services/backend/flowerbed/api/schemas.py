@@ -222,6 +222,18 @@ class NodeList(BaseModel):
     items: list[NodeInfo]
 
 
+class ModelInputInfo(BaseModel):
+    """What a checkpoint's model takes, from its metadata (Fashion-MNIST's for checkpoints without it)."""
+
+    kind: Literal["images", "table"] = Field(description="images: send an image file; table: a JSON row of `columns`.")
+    classes: list[str] = Field(description="Class names, by class index.")
+    shape: list[int] = Field(description="[channels, height, width] of images, or [number of features].")
+    columns: list[str] = Field(default_factory=list, description="Tabular models: the feature columns a row must give.")
+    feature_mean: list[float] = Field(
+        default_factory=list, description="Tabular models: the federation's mean of each column (a typical row)."
+    )
+
+
 class ModelInfo(BaseModel):
     model_id: str
     run_id: str
@@ -232,6 +244,7 @@ class ModelInfo(BaseModel):
     size: int
     created_at: datetime | None
     parent: str | None = Field(None, description="The checkpoint this one's run started from (resume, from_checkpoint).")
+    input: ModelInputInfo | None = Field(None, description="What the model takes (predict, export); null if unknown.")
 
 
 class ModelList(BaseModel):
@@ -259,7 +272,7 @@ class Prediction(BaseModel):
 
 class PredictionResult(BaseModel):
     model_id: str
-    model: str = Field(description="The architecture (cnn, resnet18).")
+    model: str = Field(description="The architecture (cnn, resnet18, mlp).")
     predictions: list[Prediction] = Field(description="Every class, most probable first.")
 
 

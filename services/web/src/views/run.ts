@@ -32,6 +32,8 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
   const header = h("div");
   const stats = h("div", { class: "stats" });
   const liveLine = h("div", { class: "live-line", "data-testid": "live-line" });
+  const mlflowNotice = h("div");
+  let mlflowRecheck: number | null = null;
   const chartHost = h("div", { class: "chart", "data-testid": "metrics-chart", "data-rounds": "" });
   const chartEmpty = h("div", { class: "chart-empty muted" }, "The chart fills in as rounds finish.");
   const roundsBody = h("div");
@@ -170,6 +172,12 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
       live = { kind: "idle" };
     });
     on("checkpoint_saved", () => void refreshModels());
+    on("mlflow_warning", (d) => {
+      if (run) run.mlflow = { ...(run.mlflow ?? { exported_seq: 0 }), warning: String(d.warning ?? "unknown problem") };
+    });
+    on("mlflow_synced", (d) => {
+      if (run) run.mlflow = { mlflow_run_id: (d.mlflow_run_id as string | undefined) ?? null, exported_seq: Number(d.exported_seq ?? 0), warning: (d.warning as string | null | undefined) ?? null };
+    });
     on("status", (d) => {
       if (run && typeof d.status === "string") run.status = d.status as RunDetail["status"];
       if (TERMINAL.has(String(d.status))) terminal();
@@ -216,6 +224,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
       header,
       stats,
       liveLine,
+      mlflowNotice,
       card("Accuracy and loss per round", [chartHost, chartEmpty, chartKey], { testid: "chart-card" }),
       roundsRow,
       card("Clients per round", [clientsBody], { testid: "clients-card" }),
@@ -229,6 +238,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
     renderHeader();
     renderStats();
     renderLiveLine();
+    renderMlflow();
     const rounds = sortedRounds(run.rounds);
     const total = run.num_rounds ?? Number(run.config?.num_rounds ?? rounds.length);
     chart.update(
@@ -242,6 +252,32 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
     renderClients(rounds);
     renderNodeData();
     renderDetails();
+  }
+
+  /** The MLflow mirror's trouble (server unreachable…): the run is unaffected, the backend retries. While a
+   * warning stands on an ended run (no event stream any more), the run is re-read every 10 s so it clears. */
+  function renderMlflow() {
+    const warning = run?.mlflow?.warning;
+    if (!warning) {
+      mount(mlflowNotice);
+      return;
+    }
+    mount(
+      mlflowNotice,
+      h(
+        "div",
+        { class: "live-line live-warning", role: "alert", "data-testid": "mlflow-warning" },
+        h("strong", {}, "MLflow export behind:"),
+        h("span", { "data-testid": "mlflow-warning-text" }, warning),
+      ),
+    );
+    if (run && TERMINAL.has(run.status) && mlflowRecheck === null && alive) {
+      mlflowRecheck = window.setTimeout(() => {
+        mlflowRecheck = null;
+        void refresh();
+      }, 10_000);
+      timers.push(mlflowRecheck);
+    }
   }
 
   /** data_source=node: what each node holds (never the data): size, shape and its label histogram. */

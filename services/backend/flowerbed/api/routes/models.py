@@ -1,5 +1,6 @@
 """/models: checkpoints in the model store, listed, described and served after a sha256 check;
-exported (flowerbed.model_export), asked for predictions (flowerbed.image_predict), and
+exported (flowerbed.model_export), asked for predictions (an image: flowerbed.image_predict;
+a table row: flowerbed.row_predict), and
 traced back through the checkpoints their runs started from (lineage).
 
 The ServerApp writes the store (and prunes it, per run's `keep_checkpoints`); the backend
@@ -23,17 +24,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 
-from flowerbed import image_predict, model_export
+from flowerbed import image_predict, model_export, row_predict
 from flowerbed.api.deps import ModelCacheDep, SettingsDep
 from flowerbed.api.schemas import (
     LineageEntry,
     Message,
     ModelInfo,
+    ModelInputInfo,
     ModelLineage,
     ModelList,
     Prediction,
     PredictionResult,
 )
+from flowerbed.checkpoint_models import LoadedModel, model_input
 from flowerbed_app import checkpoints
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -54,6 +57,22 @@ def _info(meta: dict[str, Any]) -> ModelInfo:
         size=int(meta["size"]),
         created_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int | float) else None,
         parent=meta.get("parent"),
+        input=_input_info(meta),
+    )
+
+
+def _input_info(meta: dict[str, Any]) -> ModelInputInfo | None:
+    """What the model takes, for clients that build an input (the dashboard's row form)."""
+    try:
+        spec = model_input(meta)
+    except ValueError:
+        return None  # an unknown model or incomplete metadata: predict and export say why
+    return ModelInputInfo(
+        kind=spec.kind,
+        classes=list(spec.classes),
+        shape=list(spec.shape),
+        columns=list(spec.columns),
+        feature_mean=list(spec.feature_mean),
     )
 
 
@@ -130,7 +149,10 @@ async def export_model(
     cache: ModelCacheDep,
     format: Annotated[
         model_export.ExportFormat,
-        Query(description="onnx (input `image` [batch,1,28,28] normalized, output `log_probs`), torchscript, safetensors."),
+        Query(
+            description="onnx (input `image` [batch,C,H,W] normalized, or `features` [batch,F] standardised for mlp; "
+            "output `log_probs`), torchscript, safetensors."
+        ),
     ] = "onnx",
 ) -> Response:
     """The checkpoint as a file other tools load; authenticated like downloads.
@@ -159,37 +181,95 @@ def is_predict_path(path: str) -> bool:
     return path.startswith(router.prefix + "/") and path.endswith("/predict")
 
 
+# Two columns of the demo breast-cancer table; a real row gives every column its model lists.
+ROW_EXAMPLE = {"features": {"mean radius": 17.99, "mean texture": 10.38}}
+
+
 @router.post(
     "/{model_id}/predict",
     response_model=PredictionResult,
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": "The image file itself (not a form): 28×28 pixels, grey or colour (converted to grey).",
+            "description": (
+                "Image models (cnn, resnet18): the image file itself (not a form), PNG or JPEG at the model's size "
+                "(28×28 for Fashion-MNIST), grey or colour. Tabular models (mlp): one row as JSON, "
+                '`{"features": {"<column>": <number>, ...}}` with every column the model was trained on '
+                "(GET /models/{model_id} lists them under input.columns) and no other; raw values — the "
+                "server standardises them with the federation's statistics, as in training."
+            ),
             "content": {
-                media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in sorted(image_predict.MEDIA_TYPES)
+                **{
+                    media_type: {"schema": {"type": "string", "format": "binary"}}
+                    for media_type in sorted(image_predict.MEDIA_TYPES)
+                },
+                row_predict.MEDIA_TYPE: {
+                    "schema": {
+                        "type": "object",
+                        "required": [row_predict.FIELD],
+                        "additionalProperties": False,
+                        "properties": {
+                            row_predict.FIELD: {"type": "object", "additionalProperties": {"type": "number"}},
+                        },
+                    },
+                    "example": ROW_EXAMPLE,
+                },
             },
         }
     },
     responses={
         404: {"model": Message},
         409: {"model": Message, "description": "The checkpoint fails its sha256, or holds an unknown model."},
-        413: {"model": Message, "description": "The image is over FLOWERBED_MAX_PREDICT_BODY_BYTES."},
+        413: {"model": Message, "description": "The body is over FLOWERBED_MAX_PREDICT_BODY_BYTES."},
     },
 )
 async def predict(
     model_id: Annotated[str, Path(max_length=300)], request: Request, settings: SettingsDep, cache: ModelCacheDep
 ) -> PredictionResult:
-    """Class probabilities of one PNG or JPEG image (Content-Type image/png or image/jpeg)."""
+    """Class probabilities of one image (image models) or one table row (tabular models)."""
     meta = await run_in_threadpool(_find, settings, model_id)
     body = await request.body()  # already bounded: the body limit runs before this route
-    try:
-        pixels = image_predict.decode(body, request.headers.get("content-type", ""))
-    except image_predict.ImageRejected as exc:
-        raise RequestValidationError([{"type": "value_error", "loc": exc.loc, "msg": exc.reason, "input": None}]) from None
     loaded = await run_in_threadpool(cache.get, meta)
-    ranked = await run_in_threadpool(image_predict.predict, loaded, pixels)
+    x = _model_input_of(loaded, body, request.headers.get("content-type", ""))
+    ranked = await run_in_threadpool(loaded.classify, x)
     return PredictionResult(model_id=loaded.model_id, model=loaded.architecture, predictions=[Prediction(**p) for p in ranked])
+
+
+def _model_input_of(loaded: LoadedModel, body: bytes, content_type: str) -> Any:
+    """The body as the model's input, or a 422 saying what this model takes instead."""
+    spec = loaded.input
+    is_row = row_predict.is_row(content_type)
+    name = f"model {loaded.model_id} ({loaded.architecture})"
+    if spec.kind == "table":
+        if not is_row:
+            media_type = content_type.split(";", 1)[0].strip() or "none"
+            what = "an image" if media_type.lower() in image_predict.MEDIA_TYPES else f"a body of type {media_type}"
+            raise _invalid(
+                ("header", "content-type"),
+                f"{name} takes a table row, not {what}: send "
+                f'{{"{row_predict.FIELD}": {{"<column>": <number>, ...}}}} with Content-Type {row_predict.MEDIA_TYPE}',
+            )
+        try:
+            return row_predict.decode(body, spec)
+        except row_predict.RowRejected as exc:
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": loc, "msg": msg, "input": None} for loc, msg in exc.errors]
+            ) from None
+    if is_row:
+        _, height, width = spec.shape
+        raise _invalid(
+            ("header", "content-type"),
+            f"{name} takes an image, not a table row: send the {width}×{height} PNG or JPEG file itself as the body "
+            "with Content-Type image/png or image/jpeg",
+        )
+    try:
+        return image_predict.decode(body, content_type, spec.shape)
+    except image_predict.ImageRejected as exc:
+        raise _invalid(exc.loc, exc.reason) from None
+
+
+def _invalid(loc: tuple[str, ...], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg, "input": None}])
 
 
 @router.get("/{model_id}/lineage", response_model=ModelLineage, responses={404: {"model": Message}})
