@@ -23,13 +23,19 @@ CONFIRM = "/v1/fleet/confirm-message-received"
 ONE_NODE = {**QUICK_RUN, "min_nodes": 1, "min_available_nodes": 1}
 
 
+# Both ClientApp executors: Flower's (a new process per task) and the warm one, whose
+# parent must survive the refused reply of the stopped run's task and start the next.
+@pytest.mark.parametrize("warm", ["0", "1"], ids=["flower-executor", "warm-executor"])
 def test_a_run_stopped_while_a_node_receives_does_not_hang_the_next(
-    start_federation: Any, backend_factory: Any, tmp_path: Path
+    start_federation: Any, backend_factory: Any, tmp_path: Path, warm: str
 ) -> None:
     superlink_port = free_port()
     with FleetProxy(superlink_port) as proxy:
         federation = start_federation(
-            num_nodes=1, ports=Ports(superlink=superlink_port, supernode_base=free_ports(1)), fleet_address=proxy.address
+            num_nodes=1,
+            ports=Ports(superlink=superlink_port, supernode_base=free_ports(1)),
+            fleet_address=proxy.address,
+            extra_env={"FLOWERBED_SUPEREXEC_WARM": warm},
         )
         backend = backend_factory(tmp_path / "backend", federation.superlink_url)
         node_log = Path(next(p.log for p in federation.processes if p.role == "supernode"))

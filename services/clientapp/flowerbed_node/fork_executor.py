@@ -50,6 +50,7 @@ class Child:
     node_id: int = 0
     deadline: float = 0.0
     replied: bool = False
+    pushing: bool = False  # it tried to push its reply
     killed: str = ""
 
 
@@ -140,23 +141,30 @@ class ForkExecutor:
     def reconcile(self) -> None:
         """Between polls: read reports, kill tasks past their deadline, reap, cool down."""
         for pid, child in list(self.children.items()):
-            self._read(child)
-            if child.deadline and not child.killed and time.time() > child.deadline:
-                child.killed = "ClientApp still running at its message's deadline (round timeout): killed"
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = pid, 0
-            if done:
-                self._read(child)
-                os.close(child.reports)
-                del self.children[pid]
-                self._finished(child, status)
+                self._reconcile_child(pid, child)
+            except Exception as exc:  # one task's trouble must not stop the node's next task
+                self.children.pop(pid, None)
+                log(ERROR, "flowerbed-superexec: task %s: %r; serving the next task", child.spec.task_id, exc)
         if self.warm and not self.children and self.keep_warm and time.monotonic() - self.last_task > self.keep_warm:
             self._cool_down()
         self.fallback.reconcile()
+
+    def _reconcile_child(self, pid: int, child: Child) -> None:
+        self._read(child)
+        if child.deadline and not child.killed and time.time() > child.deadline:
+            child.killed = "ClientApp still running at its message's deadline (round timeout): killed"
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 0
+        if done:
+            del self.children[pid]
+            self._read(child)
+            os.close(child.reports)
+            self._finished(child, status)
 
     def close(self) -> None:
         """Children watch this process (Flower's --parent-pid monitor) and stop with it."""
@@ -177,12 +185,18 @@ class ForkExecutor:
                 child.message, child.deadline = record["received"], float(record["deadline"])
                 child.run_id, child.node_id = int(record["run_id"]), int(record["node_id"])
             child.replied = child.replied or bool(record.get("replied"))
+            child.pushing = child.pushing or bool(record.get("pushing"))
 
     def _finished(self, child: Child, status: int) -> None:
         if os.WIFSIGNALED(status):
             reason = child.killed or f"ClientApp process died of {signal.Signals(os.WTERMSIG(status)).name}"
         elif child.replied:
             return  # its reply (a result, or Flower's error reply for an exception) is out
+        elif child.pushing:
+            # Its push was refused (e.g. its run was stopped) and Flower's runtime, on its way
+            # out, closed the task (which revokes its token): nothing more can be said for it.
+            log(WARNING, "flowerbed-superexec: task %s: its reply could not be pushed; the task is closed", child.spec.task_id)
+            return
         else:
             reason = f"ClientApp process exited with code {os.WEXITSTATUS(status)} without replying"
         log(WARNING, "flowerbed-superexec: task %s: %s", child.spec.task_id, reason)
@@ -196,25 +210,53 @@ class ForkExecutor:
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
+# Answering for a task is best effort and must never stall or stop the loop that serves the
+# node's next task: one deadline for the whole answer, a short timeout per request.
+ANSWER_SECONDS = 10.0
+REQUEST_SECONDS = 5.0
+_RETRYABLE = frozenset({502, 503, 504})
+
+
 def answer_for(child: Child, reason: str) -> None:
-    """Push, with the task's token, the error reply its ClientApp could not send."""
+    """Push, with the task's token, the error reply its ClientApp could not send.
+
+    Not with Flower's retry invoker: on a refused token (401) it sends SIGINT to its own
+    process — right for a ClientApp, whose token is its life, but here that process is
+    the SuperExec, which then exits and no later task of the node is started. A refusal
+    (401: the task is already closed; 403: its run is no longer running) is final: give up.
+    """
+    import httpx
     from flwr.app import Context, Error, Message, RecordDict
     from flwr.common.constant import ErrorCode, SubStatus
     from flwr.common.serde import message_from_proto
     from flwr.proto.message_pb2 import Message as MessageProto  # pylint: disable=E0611
     from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
-    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.retry.retry_invoker import RetryInvoker, exponential
     from flwr.supercore.runtime import RuntimeHttpClient
     from flwr.supercore.tls import validate_and_resolve_root_certificates
     from flwr.supernode.runtime import run_clientapp as flower_runtime
+
+    deadline = time.monotonic() + ANSWER_SECONDS
+
+    def refused(exc: Exception) -> bool:
+        return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code not in _RETRYABLE
+
+    class BoundedClient(RuntimeHttpClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "timeout": REQUEST_SECONDS})
 
     spec = child.spec
     received = MessageProto()
     received.ParseFromString(bytes.fromhex(child.message))
     reply = Message(Error(code=ErrorCode.CLIENT_APP_CRASHED, reason=reason), reply_to=message_from_proto(received))
-    invoker = make_simple_http_retry_invoker()
-    invoker.max_tries = 2
-    client = RuntimeHttpClient.from_server_address(
+    invoker = RetryInvoker(
+        wait_gen_factory=lambda: exponential(base_delay=0.2, max_delay=1),
+        recoverable_exceptions=(httpx.TransportError, httpx.HTTPStatusError),
+        max_tries=None,
+        max_time=ANSWER_SECONDS,
+        should_giveup=lambda exc: refused(exc) or time.monotonic() >= deadline,
+    )
+    client = BoundedClient.from_server_address(
         server_address=spec.runtime_api_address,
         insecure=spec.insecure,
         root_certificates=validate_and_resolve_root_certificates(spec.root_certificates_path, spec.insecure),
@@ -224,8 +266,12 @@ def answer_for(child: Child, reason: str) -> None:
     context = Context(run_id=child.run_id, node_id=child.node_id, node_config={}, state=RecordDict(), run_config={})
     try:
         flower_runtime.push_message(client, reply, context)
-        flower_runtime.push_task_output(client, None, SubStatus.FAILED, reason)
+        if time.monotonic() < deadline:
+            flower_runtime.push_task_output(client, None, SubStatus.FAILED, reason)
     except Exception as exc:  # the task's heartbeat expiry is Flower's fallback
-        log(ERROR, "flowerbed-superexec: could not report task %s's failure: %r", spec.task_id, exc)
+        if refused(exc):
+            log(WARNING, "flowerbed-superexec: task %s's failure not reported: %s", spec.task_id, exc)
+        else:
+            log(ERROR, "flowerbed-superexec: could not report task %s's failure: %r", spec.task_id, exc)
     finally:
         client.close()

@@ -141,6 +141,7 @@ def instrument_child(warm: WarmApp | None, report_fd: int) -> None:
 
     @functools.wraps(push)
     def push_message(client: Any, message: Any, context: Any) -> None:
+        _report(report_fd, {"pushing": True})
         push(client, message, context)
         _report(report_fd, {"replied": True})
 
