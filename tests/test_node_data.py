@@ -119,7 +119,7 @@ def test_image_folders_train_a_cnn_and_an_empty_site_is_only_its_own_failure(sit
             "fraction-train": 1.0,
             "min-nodes": 2,
             "min-available-nodes": 2,
-            "learning-rate": 0.05,
+            "learning-rate": 0.02,  # at 0.05 round 3 could overshoot (0.49, 0.58, 0.38 seen in one CI run)
             "local-epochs": 2,
             "validation-fraction": 0.3,  # 45 images per site: a rise is not noise
         },
@@ -134,6 +134,7 @@ def test_image_folders_train_a_cnn_and_an_empty_site_is_only_its_own_failure(sit
     assert [f["node_id"] for f in rounds[0]["failures"]] == [empty_node]
     assert all(empty_node not in r["selected"] and len(r["clients"]) == 2 for r in rounds)
     accuracies = [r["accuracy"] for r in rounds]
+    print("federated accuracy per round:", accuracies)
     assert accuracies[-1] > accuracies[0] + 0.05 and accuracies[-1] > 0.3, accuracies
 
 
