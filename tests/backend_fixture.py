@@ -26,7 +26,7 @@ import httpx
 import pytest
 from conftest import env_extra, free_port, running_federation
 
-from flowerbed import launcher
+from flowerbed import launcher, process_groups
 from flowerbed.process_leash import leash
 
 TERMINAL = ("completed", "failed", "stopped")
@@ -65,14 +65,10 @@ class BackendProcess:
 
 
 def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
-    """Signal a process group, then SIGKILL what is left after `grace`: a teardown never hangs on a stuck server."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
+    """Stop a server's process group (a teardown never hangs on a stuck server), then reap the Popen."""
+    process_groups.stop_groups([proc.pid], grace, sig)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
-    proc.wait(timeout=10)
+        proc.wait(timeout=10)
 
 
 def spawn_backend(
