@@ -162,8 +162,9 @@ def test_progress_events_roundtrip(capsys):
     [
         (["--model", "vgg"], "model: unknown value 'vgg'"),
         (["--partitioner", "shards"], "partitioner: unknown value"),
-        (["--partitioner", "dirichlet", "--alpha", "0"], "alpha: must be > 0"),
-        (["--rounds", "0"], "num-server-rounds: must be at least 1"),
+        (["--partitioner", "dirichlet", "--alpha", "0"], "alpha: must be in (0, 1000000], got 0.0"),
+        (["--rounds", "0"], "num-server-rounds: must be in [1, 1000], got 0"),
+        (["--learning-rate", "0"], "learning-rate: must be in (0, 100], got 0.0"),  # a generated flag
         (["--set", "fraction-train=1.5"], "fraction-train: must be in (0, 1]"),
         (["--nodes", "1"], "min-available-nodes: 2 nodes required but --nodes is 1"),
         (["--set", "dataset=/nonexistent"], "apt-get install dataset-fashion-mnist"),
