@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/ (dashboard-start-*.png).
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pytest
@@ -129,8 +130,13 @@ def test_a_preset_fills_the_form_and_starts_a_valid_run(backend: Any, page: Page
     # With finished runs behind it, the form estimates the duration from their seconds per round.
     _reopen_start(page)
     page.get_by_test_id("field-num_rounds").fill("10")
-    expect(page.get_by_test_id("duration-estimate")).to_contain_text("for 10 rounds at")
-    expect(page.get_by_test_id("duration-estimate")).to_contain_text("s per round (median of the last")
+    estimate = page.get_by_test_id("duration-estimate")
+    expect(estimate).to_contain_text("for 10 rounds: ")
+    expect(estimate).to_contain_text("as the last 2 finished runs took.")  # the Krum run and this one
+    shown = float(estimate.inner_text().split(": ", 1)[1].split(" s per round")[0])
+    finished = api(base_url, token, "GET", "/training?status=completed&limit=5")[1]["items"]
+    rounds = [r["seconds"] for f in finished for r in api(base_url, token, "GET", f"/training/{f['run_id']}")[1]["rounds"]]
+    assert abs(shown - statistics.median(rounds)) <= 0.051, (shown, rounds)  # the rounds' own seconds, not the runs'
 
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])

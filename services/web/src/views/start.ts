@@ -6,11 +6,11 @@
  * (`x-advanced`) and when it matters (`x-when`): a field that does not matter for the chosen strategy, privacy
  * mode, compression, selection or data source is hidden, left out of the request (the server's default
  * applies) and shown again as soon as it matters. Presets (`GET /training/presets`) fill the form over the
- * defaults. The duration estimate uses the seconds per round of the last finished runs. The submit button
+ * defaults. The duration estimate uses the last finished runs' seconds per round and start-up time. The submit button
  * lives in a side column (below the form on narrow screens), so it never covers a field. The server stays the
  * authority on what is valid: its 422s are shown next to their fields.
  */
-import { ApiError, api, type JsonSchema, type Preset, type RunSummary, type TrainingConfig } from "../api";
+import { ApiError, api, type JsonSchema, type Preset, type RunDetail, type TrainingConfig } from "../api";
 import { h, mount, stateBlock } from "../dom";
 import { formatDuration, toMillis } from "../format";
 import type { Route } from "../router";
@@ -62,21 +62,33 @@ function readValue(f: FieldSpec, el: Input): unknown {
   return raw;
 }
 
-/** Median seconds per round of the last finished runs, or null when there is none to learn from. */
-export function secondsPerRound(runs: RunSummary[]): { seconds: number; runs: number } | null {
-  const rates = runs
-    .map((r) => {
-      const started = toMillis(r.started_at ?? null);
-      const finished = toMillis(r.finished_at ?? null);
-      const rounds = r.rounds_completed ?? 0;
-      return started !== null && finished !== null && rounds > 0 && finished > started ? (finished - started) / 1000 / rounds : null;
-    })
-    .filter((v): v is number => v !== null)
-    .slice(0, 10)
-    .sort((a, b) => a - b);
-  if (!rates.length) return null;
-  const mid = Math.floor(rates.length / 2);
-  return { seconds: rates.length % 2 ? rates[mid] : (rates[mid - 1] + rates[mid]) / 2, runs: rates.length };
+export interface Pace {
+  /** Median seconds of one round (the rounds' own durations). */
+  perRound: number;
+  /** Median seconds a run spends outside its rounds (start-up, waiting for nodes, the end). */
+  overhead: number;
+  runs: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** How long the last finished runs took per round and around their rounds, or null when there is none. */
+export function paceOf(runs: RunDetail[]): Pace | null {
+  const perRound: number[] = [];
+  const overhead: number[] = [];
+  for (const r of runs) {
+    const started = toMillis(r.started_at ?? null);
+    const finished = toMillis(r.finished_at ?? null);
+    const rounds = (r.rounds ?? []).map((x) => x.seconds).filter((v): v is number => typeof v === "number" && v > 0);
+    if (started === null || finished === null || finished <= started || !rounds.length) continue;
+    perRound.push(...rounds);
+    overhead.push(Math.max(0, (finished - started) / 1000 - rounds.reduce((a, b) => a + b, 0)));
+  }
+  return perRound.length ? { perRound: median(perRound), overhead: median(overhead), runs: overhead.length } : null;
 }
 
 export function renderStart(root: HTMLElement, route: Route): () => void {
@@ -89,7 +101,11 @@ export function renderStart(root: HTMLElement, route: Route): () => void {
   Promise.all([
     api.schema(),
     api.presets().catch(() => [] as Preset[]),
-    api.runs({ status: "completed", limit: 20, offset: 0 }).then((p) => p.items).catch(() => [] as RunSummary[]),
+    api
+      .runs({ status: "completed", limit: 5, offset: 0 })
+      .then((p) => Promise.all(p.items.map((r) => api.run(r.run_id).catch(() => null))))
+      .then((details) => details.filter((d): d is RunDetail => d !== null))
+      .catch(() => [] as RunDetail[]),
     resumeRun ? api.run(resumeRun).catch(() => null) : Promise.resolve(null),
   ])
     .then(([schema, presets, recent, previous]) => {
@@ -99,7 +115,7 @@ export function renderStart(root: HTMLElement, route: Route): () => void {
       for (const f of fields) initial[f.name] = f.default ?? null;
       if (previous?.config) Object.assign(initial, previous.config);
       if (checkpoint) initial.from_checkpoint = checkpoint;
-      buildForm(root, schema, fields, initial, presets, secondsPerRound(recent), checkpoint);
+      buildForm(root, schema, fields, initial, presets, paceOf(recent), checkpoint);
     })
     .catch((err: unknown) => {
       if (!alive) return;
@@ -117,7 +133,7 @@ function buildForm(
   fields: FieldSpec[],
   initial: TrainingConfig,
   presets: Preset[],
-  pace: { seconds: number; runs: number } | null,
+  pace: Pace | null,
   checkpoint: string | null,
 ): void {
   const inputs = new Map<string, Input>();
@@ -171,8 +187,9 @@ function buildForm(
     else
       mount(
         estimate,
-        h("strong", {}, `≈ ${formatDuration(rounds * pace.seconds)}`),
-        ` for ${rounds} round${rounds === 1 ? "" : "s"} at ${pace.seconds.toFixed(1)} s per round (median of the last ${pace.runs} finished run${pace.runs === 1 ? "" : "s"}).`,
+        h("strong", {}, `≈ ${formatDuration(pace.overhead + rounds * pace.perRound)}`),
+        ` for ${rounds} round${rounds === 1 ? "" : "s"}: ${pace.perRound.toFixed(1)} s per round and ${Math.round(pace.overhead)} s to start and finish, ` +
+          `as the last ${pace.runs} finished run${pace.runs === 1 ? "" : "s"} took.`,
       );
   }
 
