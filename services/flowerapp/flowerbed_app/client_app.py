@@ -181,6 +181,7 @@ def _train(
             settings.num_rounds,
         ),
         momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
         epochs=settings.local_epochs,
         batch_size=settings.batch_size,
         seed=settings.seed * 100_003 + server_round * 1_009 + _seed_key(partition_id, context),

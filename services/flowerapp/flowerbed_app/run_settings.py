@@ -154,6 +154,7 @@ class RunSettings:
     )
     momentum: float = setting(0.9, "Momentum", _LOCAL, "Client SGD momentum.", ge=0, lt=1, advanced=True)
     local_epochs: int = setting(1, "Local epochs", _LOCAL, "Epochs each client trains per round.", ge=1, le=100)
+    weight_decay: float = setting(0.0, "Weight decay", _LOCAL, "Client SGD L2 weight decay (0: none).", ge=0, le=1, advanced=True)
     proximal_mu: float = setting(
         0.0, "FedProx μ", _STRAT, "FedProx proximal term μ (0 = FedAvg).", ge=0, le=1e3, when={"strategy": ("fedprox",)}
     )
