@@ -103,8 +103,8 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
     # Lineage: every checkpoint of this run names the one the run started from and that one's
     # ancestors, so the chain stays readable when older checkpoints are pruned or deleted.
     ancestors: list[str] = []
-    if settings.resume_from:
-        meta = checkpoints.find_checkpoint(store, settings.resume_from)
+    if settings.from_checkpoint:
+        meta = checkpoints.find_checkpoint(store, settings.from_checkpoint)
         if meta.get("model") != settings.model:
             raise ValueError(
                 f"resume-from: checkpoint {meta['model_id']} holds a {meta.get('model')!r} model, not {settings.model!r}"
@@ -221,22 +221,15 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         )
 
     data_config = conversion_to_config(survey.run_data.conversion) if survey else {}
-    train_config = ConfigRecord(
-        {
-            "learning-rate": settings.learning_rate,
-            "momentum": settings.momentum,
-            "local-epochs": settings.local_epochs,
-            "batch-size": settings.batch_size,
-            "traceparent": settings.traceparent,
-            **data_config,
-        }
-    )
+    # The clients read their optimizer settings from the run config (RunSettings), not from here:
+    # one way for each setting. The train message carries only what changes per round or run.
+    train_config = ConfigRecord({"traceparent": settings.traceparent, **data_config})
     started = time.time()
     try:
         built.runner.start(
             grid=fast_grid,  # type: ignore[arg-type]
             initial_arrays=ArrayRecord(model.state_dict()),
-            num_rounds=settings.num_server_rounds,
+            num_rounds=settings.num_rounds,
             timeout=settings.round_timeout,
             train_config=train_config,
             evaluate_config=ConfigRecord(dict(data_config)),

@@ -265,6 +265,7 @@ const enc = encodeURIComponent;
 
 export const api = {
   schema: () => request<JsonSchema>("GET", "/training/schema"),
+  presets: () => request<Preset[]>("GET", "/training/presets"),
   start: (config: TrainingConfig) => request<RunSummary>("POST", "/training/start", config),
   runs: (params: { status?: string; limit: number; offset: number }) => {
     const q = new URLSearchParams({ limit: String(params.limit), offset: String(params.offset) });
@@ -316,6 +317,18 @@ export interface JsonSchema {
   exclusiveMaximum?: number;
   title?: string;
   description?: string;
+  "x-label"?: string;
+  "x-group"?: string;
+  "x-advanced"?: boolean;
+  "x-when"?: Record<string, unknown[]>;
+  "x-groups"?: { title: string; hint: string }[];
+}
+
+/** `GET /training/presets`: a named partial configuration the Start form fills in over the defaults. */
+export interface Preset {
+  name: string;
+  description: string;
+  config: TrainingConfig;
 }
 
 /**

@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 
 from flowerbed.db.models import Round, Run
 from flowerbed.db.run_history import as_utc
-
-RunStatus = Literal["pending", "running", "completed", "failed", "stopped"]
+from flowerbed.run_status import RunStatus
 
 
 class Message(BaseModel):
