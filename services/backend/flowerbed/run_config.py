@@ -102,6 +102,17 @@ class TrainingConfig(BaseModel):
     beta_2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi β₂.")
     trim_beta: float = Field(0.2, gt=0, lt=0.5, description="FedTrimmedAvg: share cut from each end.")
     krum_num_malicious: int = Field(0, ge=0, le=1000, strict=True, description="Krum: tolerated malicious nodes f.")
+    secure_aggregation: Literal["none", "secaggplus"] = Field(
+        "none", description="Secure aggregation: secaggplus masks every update (Flower's SecAgg+), the server sees their sum."
+    )
+    secagg_num_shares: int = Field(3, ge=3, le=1000, strict=True, description="SecAgg+: shares of each node's key.")
+    secagg_reconstruction_threshold: int = Field(
+        2, ge=2, le=1000, strict=True, description="SecAgg+: shares needed to unmask a node that dropped out."
+    )
+    secagg_clipping_range: float = Field(8.0, gt=0, le=1e6, description="SecAgg+: parameters clipped to ±this before masking.")
+    secagg_quantization_range: int = Field(
+        4194304, ge=2, le=2**28, strict=True, description="SecAgg+: integer levels of the quantized parameters."
+    )
     keep_checkpoints: str = Field(
         checkpoint_retention.DEFAULT,
         max_length=10,

@@ -99,6 +99,14 @@ class RunSettings:
     beta_2: float = 0.99
     trim_beta: float = 0.2
     krum_num_malicious: int = 0
+    # Secure aggregation (secure_aggregation.py): none | secaggplus (Flower's SecAgg+; the
+    # ServerApp only ever sees the sum of the updates). Shares per node's key, shares needed
+    # to rebuild a dropped node's masks, and the quantization of the masked parameters.
+    secure_aggregation: str = "none"
+    secagg_num_shares: int = 3
+    secagg_reconstruction_threshold: int = 2
+    secagg_clipping_range: float = 8.0
+    secagg_quantization_range: int = 4194304
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
@@ -166,6 +174,9 @@ class RunSettings:
         except ValueError as exc:
             raise SettingsError("keep-checkpoints", str(exc)) from None
         self._validate_algorithms()
+        from flowerbed_app.secure_aggregation import check_settings  # the rule lives with the feature
+
+        check_settings(self)
 
     def _validate_algorithms(self) -> None:
         """Strategy, selection, privacy and compression values and their combinations."""

@@ -19,6 +19,7 @@ const GROUPS: { title: string; hint: string; fields: string[] }[] = [
   { title: "Client selection", hint: "Who trains each round.", fields: ["selection", "selection_explore"] },
   { title: "Privacy", hint: "Differential privacy, local (Opacus in every client) or central (server-side).", fields: ["dp", "dp_noise_multiplier", "dp_max_grad_norm", "dp_delta", "dp_clipping_norm"] },
   { title: "Compression", hint: "Client updates sent compressed, with error feedback.", fields: ["compression", "compression_ratio"] },
+  { title: "Secure aggregation", hint: "SecAgg+: every update masked, the server sees only their sum.", fields: ["secure_aggregation", "secagg_num_shares", "secagg_reconstruction_threshold", "secagg_clipping_range", "secagg_quantization_range"] },
   { title: "Checkpoints", hint: "What this run keeps, and a stored checkpoint to continue from (leave empty to start fresh).", fields: ["keep_checkpoints", "from_checkpoint"] },
 ];
 
