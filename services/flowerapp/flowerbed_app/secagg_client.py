@@ -15,7 +15,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 
 from flowerbed_app import reply_contract as contract
 
-SECAGG_RECORD = "secaggplus"  # flwr.common.secure_aggregation.secaggplus_constants.RECORD_KEY_CONFIGS
+SECAGG_RECORD = "secaggplus_configs"  # flwr.common.secure_aggregation.secaggplus_constants.RECORD_KEY_CONFIGS
 FITINS_ARRAYS, FITINS_CONFIG = "fitins.parameters", "fitins.config"
 
 

@@ -1,0 +1,124 @@
+"""Secure aggregation (SecAgg+) on real federations: accuracy, what the server holds, dropouts, refusals."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import env_extra, free_port, free_ports
+from federation_runs import RunOutcome, run_training
+from flowerbed import launcher
+from flowerbed.topology import Ports
+
+from flowerbed_app import checkpoints
+from flowerbed_app.run_settings import RunSettings, SettingsError
+
+sys.path.insert(0, str(Path(__file__).parent / "secagg_capture"))
+from capture import capture_env  # noqa: E402
+
+pytestmark = pytest.mark.federation
+
+NODES = 4
+SMALL = {"max-train-examples": 200, "fraction-train": 1.0, "min-nodes": NODES, "min-available-nodes": NODES, "seed": 11}
+SECAGG = {"secure-aggregation": "secaggplus", "secagg-num-shares": 3, "secagg-reconstruction-threshold": 2}
+
+
+@pytest.fixture(scope="module")
+def capturing_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[launcher.Federation, Path]]:
+    """Four SuperNodes whose ServerApp and ClientApps record what they send and receive."""
+    directory = tmp_path_factory.mktemp("secagg-federation")
+    captured = directory / "captured"
+    ports = Ports(superlink=free_port(), supernode_base=free_ports(NODES))
+    federation = launcher.start(directory, NODES, ports, extra_env={**env_extra(), **capture_env(captured)})
+    try:
+        yield federation, captured
+    finally:
+        launcher.stop(federation)
+
+
+def _completed(outcome: RunOutcome) -> list[dict]:
+    assert outcome.flower_status == "finished:completed", outcome.events[-3:]
+    rounds = outcome.of("round_finished")
+    assert rounds and all(not r["failures"] for r in rounds), rounds[-1]["failures"] if rounds else outcome.events[-3:]
+    return rounds
+
+
+def _weights(federation: launcher.Federation, outcome: RunOutcome, server_round: int) -> np.ndarray:
+    (saved,) = [e for e in outcome.of("checkpoint_saved") if e["round"] == server_round]
+    meta = checkpoints.find_checkpoint(Path(federation.data_dir) / "models", saved["model_id"])
+    return np.concatenate([v.numpy().ravel().astype(np.float64) for v in checkpoints.load_state_dict(meta).values()])
+
+
+def _flat(path: Path, skip_first: bool = False) -> np.ndarray:
+    with np.load(path) as npz:
+        arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+    return np.concatenate([a.ravel().astype(np.float64) for a in arrays[1 if skip_first else 0 :]])
+
+
+@pytest.fixture(scope="module")
+def plain_and_secagg(capturing_federation) -> tuple[RunOutcome, RunOutcome, dict[int, np.ndarray]]:
+    """The same 3-round run twice, plain FedAvg then SecAgg+; the clear round-1 models of the plain run."""
+    federation, captured = capturing_federation
+    plain = run_training(federation, {**SMALL, "num-server-rounds": 3})
+    clear = {int(p.stem.split("-n")[1]): _flat(p) for p in captured.glob("clear-r1-n*.npz")}
+    for path in captured.glob("clear-*.npz"):
+        path.unlink()
+    secagg = run_training(federation, {**SMALL, **SECAGG, "num-server-rounds": 3})
+    return plain, secagg, clear
+
+
+def test_secaggplus_completes_with_the_accuracy_of_plain_fedavg(plain_and_secagg, capturing_federation) -> None:
+    plain, secagg, _ = plain_and_secagg
+    plain_rounds, secagg_rounds = _completed(plain), _completed(secagg)
+    assert len(secagg_rounds) == 3
+    for p, s in zip(plain_rounds, secagg_rounds, strict=True):
+        # Who took part, with their examples and local metrics, still shows in a masked round.
+        assert sorted(c["node_id"] for c in s["clients"]) == sorted(c["node_id"] for c in p["clients"])
+        assert all(c["num_examples"] == 200 and "val_accuracy" in c and "t_reply" in c for c in s["clients"])
+        assert s["accuracy_kind"] == "centralized" and s["model_id"]
+        assert {"secaggplus_setup", "secaggplus_share_keys", "secaggplus_collect_masked_vectors", "secaggplus_unmask"} <= set(
+            s["timeline"]
+        )
+        print(f"round {s['round']}: plain {p['accuracy']:.4f}, secaggplus {s['accuracy']:.4f}")
+    difference = secagg_rounds[-1]["accuracy"] - plain_rounds[-1]["accuracy"]
+    print(f"final accuracy difference (secaggplus - plain): {difference * 100:+.3f} pp")
+    assert abs(difference) <= 0.005
+
+
+def test_server_holds_only_masked_updates_whose_sum_is_the_plain_aggregate(plain_and_secagg, capturing_federation) -> None:
+    federation, captured = capturing_federation
+    plain, secagg, clear = plain_and_secagg
+    masked = {int(p.stem.split("-n")[1]): _flat(p, skip_first=True) for p in captured.glob("masked-r1-n*.npz")}
+    assert len(clear) == NODES and set(masked) == set(clear), (sorted(masked), sorted(clear))
+    for node, vector in masked.items():
+        truth = clear[node]
+        assert vector.shape == truth.shape
+        # What the server received from this node is statistically unrelated to the node's true model…
+        correlation = np.corrcoef(vector, truth)[0, 1]
+        print(f"node {node}: correlation(masked, clear) = {correlation:+.4f} over {truth.size} parameters")
+        assert abs(correlation) < 0.02
+        # …while an unmasked quantization of that model would have been (the check can tell the difference).
+        quantized = np.round((np.clip(truth, -8, 8) + 8) / 16 * (2**22 - 1))
+        assert np.corrcoef(quantized, truth)[0, 1] > 0.99
+    # The sum SecAgg+ unmasked is the plain FedAvg aggregate of the same updates, up to quantization.
+    error = np.abs(_weights(federation, secagg, 1) - _weights(federation, plain, 1)).max()
+    step = 16 / 2**22
+    print(f"max |secaggplus - plain| after round 1: {error:.2e} (quantization step {step:.2e})")
+    assert error <= NODES * step
+
+
+def test_refused_combinations_name_the_setting() -> None:
+    cases = {
+        "strategy": {"strategy": "fedmedian"},
+        "compression": {"compression": "topk"},
+        "dp": {"dp": "central"},
+        "secagg-reconstruction-threshold": {"secagg-num-shares": 3, "secagg-reconstruction-threshold": 3},
+    }
+    for key, values in cases.items():
+        with pytest.raises(SettingsError) as refused:
+            RunSettings.from_run_config({**SECAGG, **values})
+        assert refused.value.key == key
+    RunSettings.from_run_config({**SECAGG, "dp": "local", "strategy": "fedavgm"})  # local DP and FedAvg-family work
