@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from conftest import env_extra, free_port, free_ports
 from federation_runs import RunOutcome, run_training
+
 from flowerbed import launcher
 from flowerbed.topology import Ports
-
 from flowerbed_app import checkpoints
 from flowerbed_app.run_settings import RunSettings, SettingsError
 
 sys.path.insert(0, str(Path(__file__).parent / "secagg_capture"))
-from capture import capture_env  # noqa: E402
+from capture import capture_env
 
 pytestmark = pytest.mark.federation
 
@@ -122,3 +122,21 @@ def test_refused_combinations_name_the_setting() -> None:
             RunSettings.from_run_config({**SECAGG, **values})
         assert refused.value.key == key
     RunSettings.from_run_config({**SECAGG, "dp": "local", "strategy": "fedavgm"})  # local DP and FedAvg-family work
+
+
+REFUSED = [
+    ({"strategy": "krum", "min_nodes": 3, "min_available_nodes": 3}, "strategy"),
+    ({"strategy": "fedmedian"}, "strategy"),
+    ({"strategy": "fedtrimmedavg"}, "strategy"),
+    ({"compression": "int8"}, "compression"),
+    ({"dp": "central"}, "dp"),
+]
+
+
+@pytest.mark.parametrize(("payload", "field"), REFUSED, ids=[f for _, f in REFUSED])
+def test_api_refuses_what_secure_aggregation_cannot_honour(backend, payload: dict, field: str) -> None:
+    with backend.client() as client:
+        response = client.post("/training/start", json={"secure_aggregation": "secaggplus", **payload})
+        assert response.status_code == 422, response.text
+        (error,) = [e for e in response.json()["detail"] if e["loc"] == ["body", field]]
+        assert "secure aggregation" in error["msg"] or "secure-aggregation" in error["msg"], error
