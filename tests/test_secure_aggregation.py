@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import env_extra, free_port, free_ports
-from federation_runs import RunOutcome, run_training
+from fault_injection.client_faults import fault_env, hung_pid
+from federation_runs import RunOutcome, node_ids, run_training
 
 from flowerbed import launcher
 from flowerbed.topology import Ports
@@ -140,3 +143,57 @@ def test_api_refuses_what_secure_aggregation_cannot_honour(backend, payload: dic
         assert response.status_code == 422, response.text
         (error,) = [e for e in response.json()["detail"] if e["loc"] == ["body", field]]
         assert "secure aggregation" in error["msg"] or "secure-aggregation" in error["msg"], error
+
+
+def _run_losing_a_node(start_federation, tmp_path: Path, overrides: dict) -> tuple[RunOutcome, int]:
+    """One SecAgg+ round on 4 nodes; the fourth SuperNode (and its executor) is killed while its ClientApp
+    trains — after the key exchange, before its masked model is sent: the dropout SecAgg+ is built for."""
+    faults = tmp_path / "faults"
+    federation = start_federation(NODES, extra_env=fault_env({NODES - 1: "hang"}, faults))
+    lost = node_ids(federation)[NODES - 1]
+    killed: list[str] = []
+
+    def kill_when_training() -> None:
+        deadline = time.monotonic() + 300
+        while hung_pid(faults, "hang", NODES - 1) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for process in federation.processes:
+            if process.name in (f"supernode-{NODES}", f"superexec-clientapp-{NODES}"):
+                launcher.kill_process(process)
+                killed.append(process.name)
+
+    killer = threading.Thread(target=kill_when_training, daemon=True)
+    killer.start()
+    outcome = run_training(federation, {**SMALL, **SECAGG, "num-server-rounds": 1, "round-timeout": 90.0, **overrides})
+    killer.join(timeout=5)
+    assert len(killed) == 2, (killed, outcome.flower_status, [e.get("reason") for e in outcome.of("run_failed")])
+    return outcome, lost
+
+
+def test_a_node_lost_within_the_threshold_does_not_fail_the_round(start_federation, tmp_path: Path) -> None:
+    outcome, lost = _run_losing_a_node(start_federation, tmp_path, {})  # 3 shares, 2 needed
+    assert outcome.flower_status == "finished:completed", [e.get("reason") for e in outcome.of("run_failed")]
+    (finished,) = outcome.of("round_finished")
+    assert lost not in [c["node_id"] for c in finished["clients"]] and len(finished["clients"]) == NODES - 1
+    assert [f["node_id"] for f in finished["failures"]] == [lost], finished["failures"]
+    assert finished["accuracy"] > 0.1
+
+
+def test_a_node_lost_beyond_the_threshold_fails_the_run_with_the_reason(start_federation, tmp_path: Path) -> None:
+    # Every node shares its key with all four; 4 shares are needed: one lost node is one too many.
+    outcome, _ = _run_losing_a_node(start_federation, tmp_path, {"secagg-num-shares": 5, "secagg-reconstruction-threshold": 4})
+    assert outcome.flower_status == "finished:failed", outcome.events[-3:]
+    (failed,) = outcome.of("run_failed")
+    print(failed["reason"])
+    assert "secure aggregation halted" in failed["reason"] and "secagg-reconstruction-threshold=4" in failed["reason"]
+    assert "3 of 4 selected nodes" in failed["reason"] and "collect masked vectors stage" in failed["reason"]
+    assert not outcome.of("round_finished")
+
+
+def test_the_client_side_recognises_flowers_secaggplus_messages() -> None:
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+    from flowerbed_app import secagg_client
+
+    # Our mod wrapper passes every message without this record untouched: it must be Flower's name.
+    assert secagg_client.SECAGG_RECORD == RECORD_KEY_CONFIGS

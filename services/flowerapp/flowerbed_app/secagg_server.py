@@ -212,11 +212,13 @@ def _recorded(strategy_cls: type[Strategy]) -> type[Strategy]:
                 if "epsilon" in client:  # dp=local: each node reports its own ε
                     self.rounds.instrumented.node_epsilon[proxy.node_id] = float(client["epsilon"])
             answered = {proxy.node_id for proxy, _ in results}
-            for failure in failures:
-                record.failures.append({"node_id": None, "phase": "secaggplus", "reason": str(failure)})
+            # Flower's failures are bare errors (SuperLink replies such as "Node Unavailable") without
+            # the node: they are told with the nodes that did not send their masked model.
+            seen = "; ".join(dict.fromkeys(str(f) for f in failures))
             for node_id in record.selected:
                 if node_id not in answered:
                     reason = "left the round before its masked update arrived (SecAgg+ unmasked the sum without it)"
+                    reason += f" — {seen}" if seen else ""
                     record.failures.append({"node_id": node_id, "phase": "train", "reason": reason})
             record.train_metrics = _weighted_means(results)
             record.privacy = self.rounds.instrumented._privacy(released=True)
