@@ -33,7 +33,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from flowerbed_app import privacy, telemetry, update_compression
+from flowerbed_app import privacy, secagg_client, telemetry, update_compression
 from flowerbed_app import reply_contract as contract
 from flowerbed_app.compute_slots import maybe_compute_slot
 from flowerbed_app.data_description import conversion_from_config, describe
@@ -46,7 +46,7 @@ from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.training import DpSgd, evaluate, scheduled_learning_rate, train
 
 MODULE_LOADED_AT = time.time()
-app = ClientApp()
+app = ClientApp(mods=[secagg_client.secaggplus_when_asked])  # SecAgg+ messages only; others pass untouched
 
 DP_STATE = "dp-accountant"
 RESIDUAL_STATE = "compression-residual"
@@ -128,6 +128,14 @@ def _global_model(settings: RunSettings, msg: Message) -> torch.nn.Module:
 def train_fn(msg: Message, context: Context) -> Message:
     handler_started = time.time()
     settings = RunSettings.from_run_config(context.run_config)
+    if secagg_client.is_legacy_fit(msg):  # SecAgg+'s masked stage: the same training, in the legacy format
+        names = list(create_model(settings.model, 10, FASHION_MNIST_SHAPE).state_dict())
+        reply = _train_handler(secagg_client.as_train_message(msg, names), context, settings, handler_started)
+        return secagg_client.as_fitres(reply, msg)
+    return _train_handler(msg, context, settings, handler_started)
+
+
+def _train_handler(msg: Message, context: Context, settings: RunSettings, handler_started: float) -> Message:
     config = msg.content["config"]
     server_round = int(config.get("server-round", 0))
     partition_id = _partition_id(settings, context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flowerbed_app import secure_aggregation
 from flowerbed_app.run_settings import DP_LOCAL_MODELS, RunSettings
 from flowerbed_app.setting_spec import SettingsError
 
@@ -71,4 +72,5 @@ RULES: tuple[Callable[[RunSettings], None], ...] = (
     krum_has_enough_nodes,
     dp_settings_protect,
     local_dp_fits_the_model,
+    secure_aggregation.check_settings,
 )

@@ -36,6 +36,8 @@ STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian",
 SELECTIONS = ("random", "performance")
 DP_MODES = ("none", "local", "central")
 COMPRESSIONS = ("none", "topk", "int8", "topk+int8")
+# Secure aggregation (secure_aggregation.py): Flower's SecAgg+, the ServerApp sees only the sum.
+SECURE_AGGREGATIONS = ("none", "secaggplus")
 # Clients' learning rate across a run's rounds (training.scheduled_learning_rate).
 LR_SCHEDULES = ("constant", "cosine")
 # Opacus' per-sample gradients need layers it can hook; BatchNorm mixes samples.
@@ -51,12 +53,14 @@ GROUPS = {
     "Client selection": "Who trains each round.",
     "Privacy": "Differential privacy, local (Opacus in every client) or central (server-side).",
     "Compression": "Client updates sent compressed, with error feedback.",
+    "Secure aggregation": "SecAgg+: every update masked, the server sees only their sum.",
     "Checkpoints": "What this run keeps, and a stored checkpoint to continue from (leave empty to start fresh).",
     "Deployment": "Set by the backend or the deployment, not by users.",
 }
-_RUN, _CLIENTS, _DATA, _LOCAL, _STRAT, _SEL, _DP, _COMP, _CKPT, _DEPLOY = GROUPS
+_RUN, _CLIENTS, _DATA, _LOCAL, _STRAT, _SEL, _DP, _COMP, _SECAGG, _CKPT, _DEPLOY = GROUPS
 _DP_ON = {"dp": ("local", "central")}
 _ADAPTIVE = {"strategy": ("fedadam", "fedyogi")}
+_SECAGG_ON = {"secure_aggregation": ("secaggplus",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +242,45 @@ class RunSettings:
         gt=0,
         le=1,
         when={"compression": ("topk", "topk+int8")},
+    )
+    secure_aggregation: str = setting(
+        "none",
+        "Secure aggregation",
+        _SECAGG,
+        "Secure aggregation: secaggplus masks every update (Flower's SecAgg+), the server sees their sum.",
+        choices=SECURE_AGGREGATIONS,
+    )
+    secagg_num_shares: int = setting(
+        3, "SecAgg+ shares", _SECAGG, "SecAgg+: shares of each node's key.", ge=3, le=1000, when=_SECAGG_ON, advanced=True
+    )
+    secagg_reconstruction_threshold: int = setting(
+        2,
+        "SecAgg+ reconstruction threshold",
+        _SECAGG,
+        "SecAgg+: shares needed to unmask a node that dropped out (higher: more privacy, fewer dropouts tolerated).",
+        ge=2,
+        le=1000,
+        when=_SECAGG_ON,
+    )
+    secagg_clipping_range: float = setting(
+        8.0,
+        "SecAgg+ clipping range",
+        _SECAGG,
+        "SecAgg+: parameters clipped to ±this before masking.",
+        gt=0,
+        le=1e6,
+        when=_SECAGG_ON,
+        advanced=True,
+    )
+    secagg_quantization_range: int = setting(
+        4194304,
+        "SecAgg+ quantization levels",
+        _SECAGG,
+        "SecAgg+: integer levels of the quantized parameters.",
+        ge=2,
+        le=2**28,
+        when=_SECAGG_ON,
+        advanced=True,
     )
     keep_checkpoints: str = setting(
         checkpoint_retention.DEFAULT,

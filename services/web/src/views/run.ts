@@ -318,6 +318,7 @@ export function renderRun(root: HTMLElement, route: Route): () => void {
       h("span", { class: "muted" }, `Created ${formatTimestamp(r.created_at)}`),
       r.config?.model ? h("span", { class: "chip" }, String(r.config.model)) : null,
       r.config?.strategy ? h("span", { class: "chip" }, String(r.config.strategy)) : null,
+      r.config?.secure_aggregation === "secaggplus" ? h("span", { class: "chip", "data-testid": "secure-aggregation-badge" }, "secure aggregation") : null,
       r.from_checkpoint ? h("span", { class: "chip" }, `from ${shortId(r.from_checkpoint, 12)}`) : null,
       r.resumed_from ? h("a", { class: "chip", href: href(`runs/${r.resumed_from}`) }, `continues ${shortId(r.resumed_from)}`) : null,
     );
