@@ -7,7 +7,9 @@ backend process pointed at it with the CA, and real `flower-supernode` processes
   files (its .env, the CA certificate) and the compose command;
 - a key never registered is refused; DELETE /nodes/{id} revokes a key: the SuperNode restarted with it
   is refused, and the revoked key cannot be registered again;
-- bad keys and names are 422s naming the field; writes need the token.
+- bad keys and names are 422s naming the field; writes need the token;
+- the Nodes view's "Add a site" in Chromium: a bad key's reason under the field, an uploaded .pub, the
+  site's files and command shown, and its row with the fingerprint.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from pathlib import Path
 import httpx
 import pytest
 from backend_fixture import BackendProcess, spawn_backend, stop_group, wait_for
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from conftest import free_port
+from playwright.sync_api import Browser, expect, sync_playwright
+from test_dashboard import open_dashboard
 from test_superlink_tls_and_metrics_port import make_certs
 
 from flowerbed import site_setup
@@ -226,3 +231,49 @@ def test_the_site_env_sets_every_variable_the_remote_compose_file_requires() -> 
     assert required <= set(env), required - set(env)
     used = set(re.findall(r"\$\{(FLOWERBED_[A-Z_]+)", compose))
     assert set(env) <= used, f"the .env sets variables the compose file never reads: {set(env) - used}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make setup does it as root)"
+    assert (ROOT / "services/web/dist/index.html").exists(), "the dashboard is not built: run `make web`"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_add_a_site_from_the_nodes_view(federation: Federation, backend: BackendProcess, browser: Browser) -> None:
+    """Paste a bad key: the server's reason under the field. Upload the .pub: the site's files and command, and its row."""
+    keys = federation.directory / "web-keys"
+    pub = site_key(keys, "clinic-web").with_suffix(".key.pub")
+    ed25519 = site_key(keys, "ed-web", ("-t", "ed25519")).with_suffix(".key.pub")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        open_dashboard(page, backend.base_url, backend.token, "#/nodes")
+        page.get_by_test_id("add-site").click()
+        page.get_by_test_id("site-name").fill("clinic-web")
+        page.get_by_test_id("site-key").fill(ed25519.read_text())
+        page.get_by_test_id("site-submit").click()
+        expect(page.get_by_test_id("site-key-error")).to_contain_text("not an EC key")
+        page.get_by_test_id("site-key-file").set_input_files(str(pub))
+        expect(page.get_by_test_id("site-key")).to_have_value(pub.read_text().strip())
+        page.get_by_test_id("site-submit").click()
+        expect(page.get_by_test_id("site-fingerprint")).to_have_text(ssh_fingerprint(pub))
+        shown = {
+            f.get_attribute("data-path"): f.get_by_test_id("site-file-content").all_inner_texts()
+            for f in page.get_by_test_id("site-file").all()
+        }
+        assert f"FLOWERBED_FLEET_ADDRESS={FLEET_ADDRESS}" in shown[site_setup.ENV_PATH][0], shown
+        assert shown[site_setup.CA_PATH][0].strip() == (federation.certs / "ca.crt").read_text().strip()
+        assert shown[site_setup.KEY_PATH] == [], "the private key is never shown"
+        expect(page.get_by_test_id("site-command")).to_have_text(site_setup.COMMAND)
+        row = page.locator("[data-testid=node-row]", has=page.get_by_test_id("node-name").filter(has_text="clinic-web"))
+        expect(row.get_by_test_id("node-fingerprint")).to_have_text(ssh_fingerprint(pub), timeout=15_000)
+        page.screenshot(path=str(ROOT / "test-artifacts" / "dashboard-add-site.png"), full_page=True)
+    finally:
+        context.close()
+    assert not errors, f"uncaught errors in the dashboard: {errors}"

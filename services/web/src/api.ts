@@ -126,8 +126,21 @@ export interface NodeInfo {
   status: string;
   last_seen: Timestamp;
   online_until?: Timestamp;
+  /** The site's name given when it was added (POST /nodes); empty for nodes that registered themselves. */
+  name?: string;
+  /** SHA256 fingerprint of the node's public key, as `ssh-keygen -lf` prints it. */
+  key_fingerprint?: string;
+  registered_at?: string;
   /** data_source=node: the node's data description from the newest run that asked it, or `error`. */
   data?: NodeData | null;
+}
+
+/** POST /nodes: what a new site copies and types (deploy/remote-supernode filled in for it). */
+export interface SiteRegistered {
+  node_id: string;
+  name: string;
+  key_fingerprint: string;
+  setup: { files: { path: string; content: string | null; note: string }[]; command: string; warnings: string[] };
 }
 
 export interface NodeData {
@@ -276,6 +289,8 @@ export const api = {
   resume: (id: string) => request<RunSummary>("POST", `/training/${enc(id)}/resume`),
   remove: (id: string) => request<unknown>("DELETE", `/training/${enc(id)}`),
   nodes: () => request<{ items: NodeInfo[] }>("GET", "/nodes"),
+  addSite: (site: { name: string; public_key: string }) => request<SiteRegistered>("POST", "/nodes", site),
+  revokeNode: (nodeId: string) => request<unknown>("DELETE", `/nodes/${enc(nodeId)}`),
   trace: (traceId: string) => request<Trace>("GET", `/traces/${enc(traceId)}`),
   models: (runId?: string) => request<{ items: ModelInfo[] }>("GET", runId ? `/models?run_id=${enc(runId)}` : "/models"),
   /** The image file as the body (PNG or JPEG, 28×28): POST /models/{id}/predict takes no form. */
