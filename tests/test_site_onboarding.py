@@ -83,7 +83,12 @@ class Federation:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=leash(),
-                env={**os.environ, **FLOWER_ENV, "FLWR_HOME": str(self.directory / f"flwr-home-{name}")},
+                env={
+                    **os.environ,
+                    **FLOWER_ENV,
+                    "FLWR_HOME": str(self.directory / f"flwr-home-{name}"),
+                    "PATH": f"{BIN}:{os.environ['PATH']}",  # executors start flwr-serverapp / flwr-clientapp by name
+                },
             )
         self.procs.append(proc)
         return proc
@@ -277,3 +282,53 @@ def test_add_a_site_from_the_nodes_view(federation: Federation, backend: Backend
     finally:
         context.close()
     assert not errors, f"uncaught errors in the dashboard: {errors}"
+
+
+def test_a_site_that_requires_signed_apps_refuses_the_platforms_unsigned_fab(
+    federation: Federation, backend: BackendProcess
+) -> None:
+    """`FLOWERBED_TRUSTED_ENTITIES` (deploy/remote-supernode) turns on Flower's `--trusted-entities` check.
+
+    Flower 1.41 signs FABs only on its hosted platform (the SuperLink copies signatures from Flower Hub);
+    a FAB uploaded with StartRun — every run Flowerbed starts — carries none, so such a site refuses it
+    with FAB_VERIFICATION_ERROR before any ClientApp starts.
+    """
+    keys = federation.directory / "signed-keys"
+    key = site_key(keys, "signed-only")
+    signer = site_key(keys, "signer", ("-t", "ed25519")).with_suffix(".key.pub")
+    trusted = keys / "trusted-entities.yaml"
+    trusted.write_text(f"fpk_signer: {signer.read_text().strip()}\n")
+    with backend.client() as client:
+        site = client.post("/nodes", json={"name": "signed-only", "public_key": key.with_suffix(".key.pub").read_text()})
+        assert site.status_code == 201, site.text
+        node_id = site.json()["node_id"]
+        federation.spawn(
+            "serverapp-executor",
+            [str(BIN / "flower-superexec"), "--root-certificates", str(federation.certs / "ca.crt"),
+             "--plugin-type", "serverapp", "--runtime-api-address", f"127.0.0.1:{federation.port}"],
+        )  # fmt: skip
+        os.environ["FLOWERBED_TRUSTED_ENTITIES"] = str(trusted)  # read by the flowerbed-supernode wrapper
+        try:
+            federation.spawn(
+                "signed-only",
+                [str(BIN / "flowerbed-supernode"), "--root-certificates", str(federation.certs / "ca.crt"),
+                 "--auth-supernode-private-key", str(key), "--superlink", f"127.0.0.1:{federation.port}",
+                 "--isolation", "process", "--port", str(free_port()), "--node-config", "partition-id=0 num-partitions=1"],
+            )  # fmt: skip
+        finally:
+            del os.environ["FLOWERBED_TRUSTED_ENTITIES"]
+        wait_for(lambda: (node(client, node_id) or {}).get("status") == "online", 90, "signed-only online")
+        started = client.post(
+            "/training/start",
+            json={"num_rounds": 1, "min_nodes": 1, "min_available_nodes": 1, "max_train_examples": 100, "fraction_train": 1.0},
+        )
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        try:
+            wait_for(lambda: "The FAB could not be verified" in federation.log("signed-only"), 180, "the FAB refused")
+            # The refusal is the node's error reply: nothing of this run ever trains on that site.
+            time.sleep(10)
+            detail = client.get(f"/training/{run_id}").json()
+            assert all(node_id not in {str(c["node_id"]) for c in r["clients"]} for r in detail["rounds"]), detail
+        finally:
+            client.post(f"/training/{run_id}/stop")
