@@ -21,13 +21,17 @@ from flwr.common.serde import fab_to_proto, user_config_to_proto
 from flwr.proto.control_pb2 import (  # pylint: disable=no-name-in-module
     ListNodesRequest,
     ListRunsRequest,
+    RegisterNodeRequest,
     StartRunRequest,
     StopRunRequest,
     StreamLogsRequest,
+    UnregisterNodeRequest,
 )
 from flwr.supercore.control import ControlHttpClient
 from flwr.supercore.fab import Fab
 from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+
+from flowerbed.site_keys import fingerprint_of_flower_bytes
 
 _FAB_LOCK = threading.Lock()
 _FAB_CACHE: dict[str, tuple[bytes, str]] = {}
@@ -150,9 +154,25 @@ class FlowerControl:
                 "last_seen": _last_heartbeat(n) or n.last_activated_at,
                 "online_until": n.online_until,
                 "registered_at": n.registered_at,
+                "name": n.name if n.HasField("name") else "",
+                "key_fingerprint": fingerprint_of_flower_bytes(n.public_key),
             }
             for n in nodes
         ]
+
+    def register_node(self, public_key: bytes, name: str) -> int:
+        """Admit a SuperNode's key (PEM) under a name, as `flwr supernode register` does; its node id.
+
+        Raises `httpx.HTTPStatusError` with Flower's answer when the SuperLink refuses (key in use, …).
+        """
+        response = self.client.RegisterNode(RegisterNodeRequest(public_key=public_key, name=name))
+        if not response.node_id:
+            raise RuntimeError("the SuperLink answered RegisterNode without a node id")
+        return int(response.node_id)
+
+    def unregister_node(self, node_id: int) -> None:
+        """Revoke a SuperNode (`flwr supernode unregister`): its key is no longer admitted."""
+        self.client.UnregisterNode(UnregisterNodeRequest(node_id=node_id))
 
     def online_node_count(self) -> int:
         return sum(1 for n in self.list_nodes() if n["status"] == "online")

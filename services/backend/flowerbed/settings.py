@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         description="PEM CA bundle that signed an https:// SuperLink's certificate (compose TLS overlay: /certs/ca.crt). "
         "Unset: the system trust store.",
     )
+    fleet_public_address: str = Field(
+        "",
+        max_length=300,
+        description="host:port a remote site's SuperNode dials: the fleet proxy's published address (compose TLS "
+        "overlay: FLOWERBED_PUBLIC_HOSTNAME:FLOWERBED_FLEET_PORT). Shown in the setup of a site added with "
+        "POST /nodes; unset: a placeholder the operator fills in.",
+    )
     model_store: Path | None = Field(
         None,
         description="Directory where the ServerApp writes checkpoints and the backend reads them (default <data_dir>/models).",

@@ -27,6 +27,9 @@ Its waits are Flower's fixed sleeps made to follow the work:
   at once: the executor needs no fast polling to start a ClientApp without delay.
   Flower's own `flower-superexec` works unchanged against it (its client waits 30 s).
 
+`FLOWERBED_TRUSTED_ENTITIES` (a file path) adds `--trusted-entities FILE`: a compose file cannot
+pass a flag only when an operator set it, an environment variable can be empty.
+
 Everything else is Flower's own `flower-supernode`: same flags, same process. The
 patches target the pinned 1.41 line and refuse to start if Flower's functions changed
 shape, rather than run silently unpatched.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import re
 import sys
 import threading
@@ -216,7 +220,16 @@ def pacer_from_env() -> Pacer:
     return Pacer(busy, idle)
 
 
+def trusted_entities_args(argv: list[str], environ: dict[str, str]) -> list[str]:
+    """argv plus `--trusted-entities FILE` when FLOWERBED_TRUSTED_ENTITIES names one (and argv has none)."""
+    path = environ.get("FLOWERBED_TRUSTED_ENTITIES", "").strip()
+    if not path or "--trusted-entities" in argv:
+        return argv
+    return [*argv, "--trusted-entities", path]
+
+
 def main() -> None:
+    sys.argv = trusted_entities_args(sys.argv, dict(os.environ))
     install(pacer_from_env())
     from flwr.supernode.cli import flower_supernode
 

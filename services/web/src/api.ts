@@ -23,6 +23,7 @@ export type RoundResult = Schemas["RoundDetail"];
 export type ClientResult = Schemas["ClientResult"];
 export type Failure = Schemas["RoundFailure"];
 export type NodeInfo = Schemas["NodeInfo"];
+export type SiteRegistered = Schemas["SiteRegistered"];
 export type NodeData = Schemas["NodeDescription"];
 export type MlflowExport = Schemas["MlflowExport"];
 export type ModelInfo = Schemas["ModelInfo"];
@@ -145,6 +146,8 @@ export const api = {
   resume: (id: string) => request<RunSummary>("POST", `/training/${enc(id)}/resume`),
   remove: (id: string) => request<unknown>("DELETE", `/training/${enc(id)}`),
   nodes: () => request<{ items: NodeInfo[] }>("GET", "/nodes"),
+  addSite: (site: { name: string; public_key: string }) => request<SiteRegistered>("POST", "/nodes", site),
+  revokeNode: (nodeId: string) => request<unknown>("DELETE", `/nodes/${enc(nodeId)}`),
   trace: (traceId: string) => request<Trace>("GET", `/traces/${enc(traceId)}`),
   models: (runId?: string) => request<{ items: ModelInfo[] }>("GET", runId ? `/models?run_id=${enc(runId)}` : "/models"),
   /** The image file as the body (PNG or JPEG, 28×28): POST /models/{id}/predict takes no form. */

@@ -137,10 +137,33 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Training Schema
-         * @description JSON schema of TrainingConfig (defaults, enums, bounds) to build forms from.
+         * Get Training Schema
+         * @description JSON schema of TrainingConfig to build forms from: defaults, enums, bounds, and per property
+         *     `x-label` (its label), `x-group` (its form section; `x-groups` lists them in order with a hint),
+         *     `x-advanced` (folded away by default) and `x-when` (`{"<field>": [values…]}`: the property matters
+         *     only when every listed field has one of those values).
          */
-        get: operations["training_schema_training_schema_get"];
+        get: operations["get_training_schema_training_schema_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/training/presets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Training Presets
+         * @description Named partial configurations (over the defaults) the Start form offers.
+         */
+        get: operations["training_presets_training_presets_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -275,8 +298,32 @@ export interface paths {
          */
         get: operations["list_nodes_nodes_get"];
         put?: never;
-        post?: never;
+        /**
+         * Add Site
+         * @description Admit a site's SuperNode key; the answer holds the site's `.env`, the CA certificate and the command.
+         */
+        post: operations["add_site_nodes_post"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/nodes/{node_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Site
+         * @description Revoke a node's key: the SuperLink refuses its next request; it leaves the federation.
+         */
+        delete: operations["revoke_site_nodes__node_id__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -718,6 +765,24 @@ export interface components {
             last_seen: string;
             /** Online Until */
             online_until: number | string | null;
+            /**
+             * Name
+             * @description The site's name given at POST /nodes (empty for nodes that registered themselves).
+             * @default
+             */
+            name: string;
+            /**
+             * Key Fingerprint
+             * @description SHA256 fingerprint of the node's public key, as `ssh-keygen -lf` prints it.
+             * @default
+             */
+            key_fingerprint: string;
+            /**
+             * Registered At
+             * @description When the SuperLink admitted the node (ISO time).
+             * @default
+             */
+            registered_at: string;
             /** @description data_source=node: the node's data description from the newest run that asked it (format, examples, columns or image_shape, classes with counts under 5 as '< 5'; or `error`: why it had no usable data), and that `run_id`. */
             data?: components["schemas"]["NodeDescription"] | null;
         };
@@ -749,6 +814,20 @@ export interface components {
              * @description Every class, most probable first.
              */
             predictions: components["schemas"]["Prediction"][];
+        };
+        /**
+         * Preset
+         * @description A named partial configuration the Start form fills in over the defaults (`GET /training/presets`).
+         */
+        Preset: {
+            /** Name */
+            name: string;
+            /** Description */
+            description: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
         };
         /** Readiness */
         Readiness: {
@@ -1052,6 +1131,80 @@ export interface components {
              */
             reads_require_auth: boolean;
         };
+        /** SiteFile */
+        SiteFile: {
+            /**
+             * Path
+             * @description Where the file goes on the site's host, relative to a checkout of this repository.
+             */
+            path: string;
+            /**
+             * Content
+             * @description The file's exact content; null: a file the site already has (its private key).
+             */
+            content: string | null;
+            /**
+             * Note
+             * @default
+             */
+            note: string;
+        };
+        /** SiteRegistered */
+        SiteRegistered: {
+            /** Node Id */
+            node_id: string;
+            /** Name */
+            name: string;
+            /** Key Fingerprint */
+            key_fingerprint: string;
+            setup: components["schemas"]["SiteSetup"];
+        };
+        /**
+         * SiteRegistration
+         * @description A new site: its name and its SuperNode's OpenSSH public key (`ssh-keygen -t ecdsa -b 384`).
+         */
+        SiteRegistration: {
+            /**
+             * Name
+             * @description Letters, digits, `.`, `_`, `-`; also the name of the site's data directory.
+             */
+            name: string;
+            /**
+             * Public Key
+             * @description The site's supernode.pub: one line, `ecdsa-sha2-nistp384 AAAA… [comment]`.
+             */
+            public_key: string;
+            /**
+             * Partition Id
+             * @description The site's partition (runs with data_source=partitions).
+             * @default 0
+             */
+            partition_id: number;
+            /**
+             * Num Partitions
+             * @description How many partitions the federation's data is split into.
+             * @default 1
+             */
+            num_partitions: number;
+        };
+        /**
+         * SiteSetup
+         * @description What a site's operator copies and types to join: the remote-SuperNode compose project, filled in.
+         */
+        SiteSetup: {
+            /** Files */
+            files: components["schemas"]["SiteFile"][];
+            /**
+             * Command
+             * @description Run on the site's host from the repository's root.
+             */
+            command: string;
+            /**
+             * Warnings
+             * @description What the operator still has to fill in by hand.
+             */
+            warnings?: string[];
+        };
         /** StartedRun */
         StartedRun: {
             /** Run Id */
@@ -1118,44 +1271,68 @@ export interface components {
              */
             strategy: "fedavg" | "fedavgm" | "fedprox" | "fedadam" | "fedyogi" | "fedmedian" | "fedtrimmedavg" | "krum";
             /**
-             * Num Rounds
+             * Rounds
              * @description Server rounds to run.
              * @default 3
              */
             num_rounds: number;
             /**
-             * Fraction Train
+             * Federated evaluation every k rounds
+             * @description Federated evaluation every k rounds (0: carried in train replies).
+             * @default 0
+             */
+            evaluate_every: number;
+            /**
+             * Seed
+             * @description Seed for sampling, partitions and init.
+             * @default 42
+             */
+            seed: number;
+            /**
+             * Train fraction
              * @description Fraction of nodes sampled for training each round.
              * @default 0.8
              */
             fraction_train: number;
             /**
-             * Fraction Evaluate
+             * Evaluate fraction
              * @description Fraction of nodes sampled for federated evaluation.
              * @default 0.8
              */
             fraction_evaluate: number;
             /**
-             * Min Nodes
+             * Min. nodes per round
              * @description Minimum nodes that must reply in a round.
              * @default 2
              */
             min_nodes: number;
             /**
-             * Min Available Nodes
+             * Min. connected nodes
              * @description Nodes that must be connected before a round starts (>= min_nodes).
              * @default 2
              */
             min_available_nodes: number;
             /**
-             * Data Source
+             * Node wait timeout (s)
+             * @description Seconds to wait for min_available_nodes.
+             * @default 60
+             */
+            node_wait_timeout: number;
+            /**
+             * Round timeout (s)
+             * @description Seconds a round may take before replies are dropped.
+             * @default 600
+             */
+            round_timeout: number;
+            /**
+             * Data source
              * @description Training data: partitions of the central Fashion-MNIST copy, or each node's own data directory (node config data-dir; accuracy is then the federated evaluation).
              * @default partitions
              * @enum {string}
              */
             data_source: "partitions" | "node";
             /**
-             * Label Column
+             * Label column (tables)
              * @description Tables (data_source=node): the column holding each row's class.
              * @default label
              */
@@ -1168,19 +1345,31 @@ export interface components {
              */
             partitioner: "iid" | "dirichlet";
             /**
-             * Alpha
+             * Dirichlet α
              * @description Dirichlet concentration (smaller = more skewed labels).
              * @default 0.5
              */
             alpha: number;
             /**
-             * Learning Rate
+             * Max. train examples per client
+             * @description Cap on training and on validation examples per client, for quick runs (0: whole partition).
+             * @default 0
+             */
+            max_train_examples: number;
+            /**
+             * Batch size
+             * @description Client mini-batch size.
+             * @default 32
+             */
+            batch_size: number;
+            /**
+             * Learning rate
              * @description Client SGD learning rate (of round 1 with a schedule).
              * @default 0.01
              */
             learning_rate: number;
             /**
-             * Lr Schedule
+             * Learning-rate schedule
              * @description Client learning rate across rounds: constant, or cosine decay towards 0 by the last round.
              * @default constant
              * @enum {string}
@@ -1193,87 +1382,111 @@ export interface components {
              */
             momentum: number;
             /**
-             * Local Epochs
+             * Local epochs
              * @description Epochs each client trains per round.
              * @default 1
              */
             local_epochs: number;
             /**
-             * Batch Size
-             * @description Client mini-batch size.
-             * @default 32
-             */
-            batch_size: number;
-            /**
-             * Seed
-             * @description Seed for sampling, partitions and init.
-             * @default 42
-             */
-            seed: number;
-            /**
-             * Round Timeout
-             * @description Seconds a round may take before replies are dropped.
-             * @default 600
-             */
-            round_timeout: number;
-            /**
-             * Node Wait Timeout
-             * @description Seconds to wait for min_available_nodes.
-             * @default 60
-             */
-            node_wait_timeout: number;
-            /**
-             * Evaluate Every
-             * @description Federated evaluation every k rounds (0: carried in train replies).
+             * Weight decay
+             * @description Client SGD L2 weight decay (0: none).
              * @default 0
              */
-            evaluate_every: number;
+            weight_decay: number;
             /**
-             * Max Train Examples
-             * @description Cap on training and on validation examples per client, for quick runs (0: whole partition).
+             * FedProx μ
+             * @description FedProx proximal term μ (0 = FedAvg).
              * @default 0
              */
-            max_train_examples: number;
+            proximal_mu: number;
             /**
-             * Selection
+             * FedAvgM server learning rate
+             * @description FedAvgM server learning rate.
+             * @default 1
+             */
+            server_learning_rate: number;
+            /**
+             * FedAvgM server momentum
+             * @description FedAvgM server momentum.
+             * @default 0
+             */
+            server_momentum: number;
+            /**
+             * Server learning rate η
+             * @description FedAdam/FedYogi server learning rate.
+             * @default 0.01
+             */
+            server_eta: number;
+            /**
+             * Adaptivity τ
+             * @description FedAdam/FedYogi adaptivity τ.
+             * @default 0.001
+             */
+            tau: number;
+            /**
+             * β₁
+             * @description FedAdam/FedYogi β₁.
+             * @default 0.9
+             */
+            beta_1: number;
+            /**
+             * β₂
+             * @description FedAdam/FedYogi β₂.
+             * @default 0.99
+             */
+            beta_2: number;
+            /**
+             * Trimmed share β
+             * @description FedTrimmedAvg: share cut from each end.
+             * @default 0.2
+             */
+            trim_beta: number;
+            /**
+             * Krum f
+             * @description Krum: tolerated malicious nodes f (needs min_nodes >= 2f+3 when f > 0).
+             * @default 0
+             */
+            krum_num_malicious: number;
+            /**
+             * Client selection
              * @description Client selection: uniform, or by each node's last validation loss with exploration.
              * @default random
              * @enum {string}
              */
             selection: "random" | "performance";
             /**
-             * Selection Explore
-             * @description Share of picks given to the least recently selected.
+             * Exploration share
+             * @description Share of picks given to the least recently selected (> 0 so that no node starves).
              * @default 0.25
              */
             selection_explore: number;
             /**
-             * Dp
+             * Differential privacy
              * @description Differential privacy: local (Opacus DP-SGD per client) or central (server-side clipping + noise).
              * @default none
              * @enum {string}
              */
             dp: "none" | "local" | "central";
             /**
-             * Dp Noise Multiplier
+             * DP noise multiplier
              * @description Gaussian noise multiplier (DP).
              * @default 1
              */
             dp_noise_multiplier: number;
             /**
-             * Dp Max Grad Norm
+             * DP max. gradient norm
              * @description Per-sample gradient clipping norm (local DP).
              * @default 1
              */
             dp_max_grad_norm: number;
             /**
-             * Dp Delta
+             * DP δ
              * @description δ of (ε, δ)-DP.
              * @default 0.00001
              */
             dp_delta: number;
             /**
-             * Dp Clipping Norm
+             * DP clipping norm
              * @description Update clipping norm (central DP).
              * @default 10
              */
@@ -1286,73 +1499,50 @@ export interface components {
              */
             compression: "none" | "topk" | "int8" | "topk+int8";
             /**
-             * Compression Ratio
+             * Top-k share kept
              * @description Share of update entries top-k keeps.
              * @default 0.1
              */
             compression_ratio: number;
             /**
-             * Proximal Mu
-             * @description FedProx proximal term μ (0 = FedAvg).
-             * @default 0
+             * Secure aggregation
+             * @description Secure aggregation: secaggplus masks every update (Flower's SecAgg+), the server sees their sum.
+             * @default none
+             * @enum {string}
              */
-            proximal_mu: number;
+            secure_aggregation: "none" | "secaggplus";
             /**
-             * Server Learning Rate
-             * @description FedAvgM server learning rate.
-             * @default 1
+             * SecAgg+ shares
+             * @description SecAgg+: shares of each node's key.
+             * @default 3
              */
-            server_learning_rate: number;
+            secagg_num_shares: number;
             /**
-             * Server Momentum
-             * @description FedAvgM server momentum.
-             * @default 0
+             * SecAgg+ reconstruction threshold
+             * @description SecAgg+: shares needed to unmask a node that dropped out (higher: more privacy, fewer dropouts tolerated).
+             * @default 2
              */
-            server_momentum: number;
+            secagg_reconstruction_threshold: number;
             /**
-             * Server Eta
-             * @description FedAdam/FedYogi server learning rate.
-             * @default 0.01
+             * SecAgg+ clipping range
+             * @description SecAgg+: parameters clipped to ±this before masking.
+             * @default 8
              */
-            server_eta: number;
+            secagg_clipping_range: number;
             /**
-             * Tau
-             * @description FedAdam/FedYogi adaptivity τ.
-             * @default 0.001
+             * SecAgg+ quantization levels
+             * @description SecAgg+: integer levels of the quantized parameters.
+             * @default 4194304
              */
-            tau: number;
+            secagg_quantization_range: number;
             /**
-             * Beta 1
-             * @description FedAdam/FedYogi β₁.
-             * @default 0.9
-             */
-            beta_1: number;
-            /**
-             * Beta 2
-             * @description FedAdam/FedYogi β₂.
-             * @default 0.99
-             */
-            beta_2: number;
-            /**
-             * Trim Beta
-             * @description FedTrimmedAvg: share cut from each end.
-             * @default 0.2
-             */
-            trim_beta: number;
-            /**
-             * Krum Num Malicious
-             * @description Krum: tolerated malicious nodes f.
-             * @default 0
-             */
-            krum_num_malicious: number;
-            /**
-             * Keep Checkpoints
+             * Checkpoints to keep
              * @description Checkpoints this run keeps (one is written per round): all, best, or last-N (the N newest). The newest and the best (centralized accuracy) are always kept.
              * @default last-5
              */
             keep_checkpoints: string;
             /**
-             * From Checkpoint
+             * From checkpoint (model id)
              * @description Model id to resume from; rounds continue at its round + 1.
              */
             from_checkpoint?: string | null;
@@ -1745,7 +1935,7 @@ export interface operations {
             };
         };
     };
-    training_schema_training_schema_get: {
+    get_training_schema_training_schema_get: {
         parameters: {
             query?: never;
             header?: never;
@@ -1763,6 +1953,44 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+            /** @description No valid token (Authorization: Bearer) or session. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description A session without its CSRF token (X-CSRF-Token) on a mutating request. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    training_presets_training_presets_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preset"][];
                 };
             };
             /** @description No valid token (Authorization: Bearer) or session. */
@@ -2212,6 +2440,159 @@ export interface operations {
             };
             /** @description A session without its CSRF token (X-CSRF-Token) on a mutating request. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    add_site_nodes_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SiteRegistration"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SiteRegistered"];
+                };
+            };
+            /** @description The body could not be decoded (not UTF-8, or not parseable). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description No valid token (Authorization: Bearer) or session. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description A session without its CSRF token (X-CSRF-Token) on a mutating request. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description The body is over FLOWERBED_MAX_BODY_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+        };
+    };
+    revoke_site_nodes__node_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A node id from GET /nodes. */
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No valid token (Authorization: Bearer) or session. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description A session without its CSRF token (X-CSRF-Token) on a mutating request. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description Not Found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

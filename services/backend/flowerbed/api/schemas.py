@@ -156,6 +156,9 @@ class NodeInfo(BaseModel):
     status: str
     last_seen: str
     online_until: float | str | None
+    name: str = Field("", description="The site's name given at POST /nodes (empty for nodes that registered themselves).")
+    key_fingerprint: str = Field("", description="SHA256 fingerprint of the node's public key, as `ssh-keygen -lf` prints it.")
+    registered_at: str = Field("", description="When the SuperLink admitted the node (ISO time).")
     data: NodeDescription | None = Field(
         None,
         description="data_source=node: the node's data description from the newest run that asked it (format, examples, "
@@ -166,6 +169,27 @@ class NodeInfo(BaseModel):
 
 class NodeList(BaseModel):
     items: list[NodeInfo]
+
+
+class SiteFile(BaseModel):
+    path: str = Field(description="Where the file goes on the site's host, relative to a checkout of this repository.")
+    content: str | None = Field(description="The file's exact content; null: a file the site already has (its private key).")
+    note: str = ""
+
+
+class SiteSetup(BaseModel):
+    """What a site's operator copies and types to join: the remote-SuperNode compose project, filled in."""
+
+    files: list[SiteFile]
+    command: str = Field(description="Run on the site's host from the repository's root.")
+    warnings: list[str] = Field(default_factory=list, description="What the operator still has to fill in by hand.")
+
+
+class SiteRegistered(BaseModel):
+    node_id: str
+    name: str
+    key_fingerprint: str
+    setup: SiteSetup
 
 
 class ModelInputInfo(BaseModel):
