@@ -17,6 +17,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+# How long a SIGKILLed group may take to be gone (uninterruptible I/O can hold a process).
+KILL_SECONDS = 5.0
+
 
 def signal_group(pgid: int, sig: int) -> None:
     """Send `sig` to a process group; a group that is already gone is not an error."""
@@ -61,4 +64,9 @@ def stop_groups(pgids: Iterable[int], grace: float = 10.0, sig: int = signal.SIG
             time.sleep(0.05)
         if group_alive(pgid):
             signal_group(pgid, signal.SIGKILL)
+            # SIGKILL is not instant: a process on its way out still shows as running for a moment.
+            killed = time.monotonic() + KILL_SECONDS
+            while group_alive(pgid) and time.monotonic() < killed:
+                reap(pgid)
+                time.sleep(0.02)
         reap(pgid)
