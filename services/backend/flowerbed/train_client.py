@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from flowerbed import sse
 from flowerbed.run_status import TERMINAL_STATUSES as TERMINAL
 
 
@@ -179,22 +180,12 @@ def follow_events(client: httpx.Client, run_id: str) -> Iterator[tuple[str, dict
                 "GET", f"/training/{run_id}/events", headers={"Last-Event-ID": str(last)}, timeout=httpx.Timeout(60, read=60)
             ) as response:
                 response.raise_for_status()
-                kind, data, event_id = "message", "", None
-                for line in response.iter_lines():
-                    if line.startswith("id:"):
-                        event_id = int(line[3:].strip())
-                    elif line.startswith("event:"):
-                        kind = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data += line[5:].strip()
-                    elif not line and data:
-                        if event_id is not None:
-                            last = event_id
-                        payload = json.loads(data)
-                        yield kind, payload
-                        if kind == "status" and payload.get("status") in TERMINAL:
-                            return
-                        kind, data, event_id = "message", "", None
+                for event in sse.parse(response.iter_lines()):
+                    if event.id is not None:
+                        last = event.id
+                    yield event.event, event.data
+                    if event.event == "status" and event.data.get("status") in TERMINAL:
+                        return
             return
         except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ConnectError):
             time.sleep(1.0)  # backend restarting or a proxy cut the stream: resume after `last`
