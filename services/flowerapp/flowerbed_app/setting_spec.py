@@ -5,8 +5,8 @@ default, type (from the annotation), bounds, choices, description, label, form g
 whether it is advanced and when it matters. The API model, the `/training/schema` the
 dashboard's form is built from, the CLI flags, the app's pyproject defaults and README's
 table are all derived from these specs (or checked against them by a test), so a
-setting is declared once. Cross-field rules are not here: they are named checks in
-run_settings.py.
+setting is declared once. Cross-field rules are not here: they are the named checks in
+run_rules.py.
 
 Light on purpose (no torch, no NumPy, no pydantic): every ClientApp process imports it.
 """
