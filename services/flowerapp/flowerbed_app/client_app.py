@@ -140,18 +140,20 @@ def _train_handler(msg: Message, context: Context, settings: RunSettings, handle
     server_round = int(config.get("server-round", 0))
     partition_id = _partition_id(settings, context)
     _setup_tracing(context, partition_id)
-    with telemetry.span(
-        "fl.client.train",
-        str(config.get("traceparent", "")),
-        **{"fl.round": server_round, "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
-    ) as span:
-        try:
+    try:
+        with telemetry.span(
+            "fl.client.train",
+            str(config.get("traceparent", "")),
+            **{"fl.round": server_round, "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
+        ) as span:
             limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
             with deadline(limit, f"train of round {server_round}"), maybe_compute_slot() as slot_acquired:
                 span.set_attribute("fl.slot_wait_seconds", slot_acquired - handler_started)
                 reply = _train(msg, context, settings, server_round, span, handler_started, slot_acquired)
-        finally:
-            telemetry.flush()  # this process ends after the reply: export now or never
+    finally:
+        # Once the span has ended: this process ends after the reply (a forked warm task by
+        # os._exit, without atexit), so what is not exported now never is.
+        telemetry.flush()
     return reply
 
 
@@ -274,20 +276,24 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     partition_id = _partition_id(settings, context)
     _setup_tracing(context, partition_id)
-    with telemetry.span(
-        "fl.client.evaluate",
-        str(config.get("traceparent", "")),
-        **{"fl.round": int(config.get("server-round", 0)), "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
-    ):
-        try:
+    try:
+        with telemetry.span(
+            "fl.client.evaluate",
+            str(config.get("traceparent", "")),
+            **{
+                "fl.round": int(config.get("server-round", 0)),
+                "fl.node_id": str(context.node_id),
+                "fl.partition_id": partition_id,
+            },
+        ):
             limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
             with deadline(limit, "federated evaluation"), maybe_compute_slot() as slot_acquired:
                 partition_id, part = _partition(settings, context, config)
                 model = _global_model(settings, msg)
                 x_val, y_val = _capped(settings, part.x_val, part.y_val)
                 loss, accuracy = evaluate(model, x_val, y_val)
-        finally:
-            telemetry.flush()
+    finally:
+        telemetry.flush()  # after the span ended (see train_fn)
     metrics = contract.metric_record(
         contract.EVALUATE_METRICS, {contract.WEIGHT: len(y_val), "eval-loss": loss, "eval-accuracy": accuracy}
     )
