@@ -26,8 +26,8 @@ from flowerbed_node import fork_executor
 
 
 @contextmanager
-def endpoint(status: int) -> Iterator[list[str]]:
-    """An HTTP server answering every POST with `status`; yields the paths it was asked for."""
+def endpoint(status: int) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server answering every POST with `status`; yields its address and the paths it was asked for."""
     paths: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -44,9 +44,8 @@ def endpoint(status: int) -> Iterator[list[str]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    paths.append(f"127.0.0.1:{server.server_address[1]}")
     try:
-        yield paths
+        yield f"127.0.0.1:{server.server_address[1]}", paths
     finally:
         server.shutdown()
         server.server_close()
@@ -85,9 +84,9 @@ def test_a_refused_answer_is_given_up_at_once_and_does_not_interrupt_the_process
     interrupted: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda sig, _frame: interrupted.append(sig))
     try:
-        with endpoint(status) as seen:
+        with endpoint(status) as (address, seen):
             started = time.monotonic()
-            fork_executor.answer_for(_child(seen.pop(0)), "ClientApp exited with code -6")
+            fork_executor.answer_for(_child(address), "ClientApp exited with code -6")
             took = time.monotonic() - started
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -97,9 +96,9 @@ def test_a_refused_answer_is_given_up_at_once_and_does_not_interrupt_the_process
 
 
 def test_an_unavailable_node_is_retried_until_the_deadline_and_no_longer() -> None:
-    with endpoint(503) as seen:
+    with endpoint(503) as (address, seen):
         started = time.monotonic()
-        fork_executor.answer_for(_child(seen.pop(0)), "ClientApp exited with code -6")
+        fork_executor.answer_for(_child(address), "ClientApp exited with code -6")
         took = time.monotonic() - started
     assert len(seen) > 1, "503 is retryable"
     assert took <= fork_executor.ANSWER_SECONDS + fork_executor.REQUEST_SECONDS + 2, f"took {took:.1f}s"
