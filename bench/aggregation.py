@@ -1,12 +1,12 @@
 """FedAvg of 10 ResNet-18 updates: our path vs Flower's vs a plain memory copy.
 
 Our ServerApp runs Flower's strategies, whose weighted average is computed by
-`flowerbed_app.fast_aggregation` (bit-identical to Flower's `aggregate_arrayrecords`,
+`flowerbed_app.strategy.fast_aggregation` (bit-identical to Flower's `aggregate_arrayrecords`,
 checked here on every run). The baseline that matters is the machine's memory
 bandwidth: copying the same bytes once. The bandwidth of an aggregation counts the
 bytes it must read (all updates), from the records as they arrive in replies.
 Also timed: the checks every update passes before it may be aggregated
-(`flowerbed_app.update_validation`, what `reply_screen` runs on each reply).
+(`flowerbed_app.strategy.update_validation`, what `reply_screen` runs on each reply).
 
     .venv/bin/python bench/aggregation.py [--clients 10] [--repeat 5] [--json]
 """
@@ -22,9 +22,9 @@ from _harness import emit
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
-from flowerbed_app.fast_aggregation import aggregate_arrayrecords as fast_aggregate_arrayrecords
-from flowerbed_app.models import create_model
-from flowerbed_app.update_validation import check_arrays, layout_of
+from flowerbed_app.strategy.fast_aggregation import aggregate_arrayrecords as fast_aggregate_arrayrecords
+from flowerbed_app.strategy.update_validation import check_arrays, layout_of
+from flowerbed_app.task.networks import create_model
 
 
 def _best_of(variants: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:

@@ -30,7 +30,7 @@ from _harness import backend, emit
 
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
-from flowerbed_app.progress_events import EventEmitter
+from flowerbed_app.runtime.progress_events import EventEmitter
 
 TOKEN = secrets.token_hex(16)  # the backend refuses tokens shorter than 24 characters
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from _harness import emit, summary
 
-from flowerbed_app.partition_cache import PartitionSpec, load_partition
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition
 
 SPEC = ("/usr/share/datasets/fashion-mnist", "iid", 10)  # the 10-node IID run's partitions
 CHILD = """
@@ -31,10 +31,10 @@ import json, os, sys, time
 import torch
 threads, n, seed, batch_size = (int(a) for a in sys.argv[1:5])
 torch.set_num_threads(threads)
-from flowerbed_app.compute_slots import maybe_compute_slot
-from flowerbed_app.models import create_model
-from flowerbed_app.partition_cache import PartitionSpec, load_partition
-from flowerbed_app.training import train
+from flowerbed_app.runtime.compute_slots import maybe_compute_slot
+from flowerbed_app.task.networks import create_model
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition
+from flowerbed_app.task.training import train
 imported = time.time()
 with maybe_compute_slot() as acquired:
     part = load_partition(PartitionSpec("/usr/share/datasets/fashion-mnist", "iid", 10, seed % 10, 0.5, 42, 0.1))

@@ -29,10 +29,10 @@ import torch  # noqa: F401
 t2 = time.perf_counter()
 import flowerbed_app.client_app  # noqa: F401  (our module: must not pull datasets)
 t3 = time.perf_counter()
-from flowerbed_app.partition_cache import PartitionSpec, load_partition
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition
 part = load_partition(PartitionSpec(os.environ["DATASET"], "iid", 3, 0, 0.5, 42, 0.1))
 t4 = time.perf_counter()
-from flowerbed_app.models import create_model
+from flowerbed_app.task.networks import create_model
 model = create_model("cnn")
 t5 = time.perf_counter()
 import sys

@@ -3,7 +3,7 @@
 The accuracy a run reaches depends on the algorithm — partitions, node sampling, local
 training, aggregation — not on Flower's runtime, so hyperparameters can be explored here
 without a federation: the same cached partitions (`RunSettings.partition_spec`), the same
-client training (`flowerbed_app.training.train` with the ClientApp's per-round seed and
+client training (`flowerbed_app.task.training.train` with the ClientApp's per-round seed and
 learning-rate schedule), the strategy built from the same table (`strategies.STRATEGIES`,
 Flower's classes) aggregating the same replies, and centralized evaluation on the test
 split after every round. Clients train one after another on all of this process's threads.
@@ -29,11 +29,11 @@ from _harness import emit  # also sets FLOWERBED_CACHE_DIR, as for every benchma
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from flowerbed_app.models import create_model
-from flowerbed_app.partition_cache import load_partition, load_test_split
 from flowerbed_app.run_settings import BY_KEY, RunSettings
-from flowerbed_app.strategies import STRATEGIES
-from flowerbed_app.training import evaluate, scheduled_learning_rate, seeded_model, train
+from flowerbed_app.strategy.strategies import STRATEGIES
+from flowerbed_app.task.networks import create_model
+from flowerbed_app.task.partition_cache import load_partition, load_test_split
+from flowerbed_app.task.training import evaluate, scheduled_learning_rate, seeded_model, train
 
 UNSUPPORTED = {"dp": "none", "compression": "none", "selection": "random"}
 

@@ -22,10 +22,10 @@ from _harness import federation, ours_config, run
 
 from flowerbed.demo_data import write_breast_cancer
 from flowerbed.paths import app_dir
-from flowerbed_app.data_description import agree, describe
-from flowerbed_app.models import create_model
-from flowerbed_app.node_data import convert, read_raw, validation_split
-from flowerbed_app.training import evaluate, seeded_model, train
+from flowerbed_app.task.data_description import agree, describe
+from flowerbed_app.task.networks import create_model
+from flowerbed_app.task.node_data import convert, read_raw, validation_split
+from flowerbed_app.task.training import evaluate, seeded_model, train
 
 
 def centralized(sites: list[Path], settings: dict, epochs: int) -> float:

@@ -22,9 +22,9 @@ import httpx
 from _harness import backend, emit
 from api_latency import wrk
 
-from flowerbed_app import checkpoints
-from flowerbed_app.fashion_mnist import DEFAULT_DIR, load_split
-from flowerbed_app.models import create_model
+from flowerbed_app.runtime import checkpoints
+from flowerbed_app.task.fashion_mnist import DEFAULT_DIR, load_split
+from flowerbed_app.task.networks import create_model
 
 TOKEN = secrets.token_hex(16)
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from _harness import emit, free_port_block, phase_timeline
 
-from flowerbed_app.models import create_model
-from flowerbed_app.partition_cache import PartitionSpec, load_partition
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.training import train
+from flowerbed_app.task.networks import create_model
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition
+from flowerbed_app.task.training import train
 
 ANCHORS = {"iid": "NIID-Bench FedAvg: 89.2%", "dirichlet-0.5": "NIID-Bench FedAvg: 88.1%"}
 GOALS = {"iid": (0.91, 10), "dirichlet-0.5": (0.89, 20), "dirichlet-0.1": (0.85, 30)}

@@ -60,11 +60,11 @@ def in_process_training(repeat: int, examples: int) -> tuple[float, float, int]:
     exported by the real OTLP exporter (to the sink), flushed at the end. Runs after the
     federations, in this process, configured by the same OTEL_* variables.
     """
-    from flowerbed_app import telemetry
     from flowerbed_app.client_app import step_scope
-    from flowerbed_app.models import create_model
-    from flowerbed_app.partition_cache import PartitionSpec, load_partition
-    from flowerbed_app.training import train
+    from flowerbed_app.runtime import telemetry
+    from flowerbed_app.task.networks import create_model
+    from flowerbed_app.task.partition_cache import PartitionSpec, load_partition
+    from flowerbed_app.task.training import train
 
     telemetry.setup("flowerbed-bench")
     part = load_partition(PartitionSpec("/usr/share/datasets/fashion-mnist", "iid", 3, 0, 0.5, 42, 0.1))

@@ -2,7 +2,7 @@
 
 A real federation run would take minutes on this shared machine for what these tests need:
 a checkpoint with weights that mean something. So the same training function the ClientApps
-run (`flowerbed_app.training.train`) trains a SimpleCNN centrally on a slice of Fashion-MNIST
+run (`flowerbed_app.task.training.train`) trains a SimpleCNN centrally on a slice of Fashion-MNIST
 for a few seconds, and the ServerApp's own writer (`checkpoints.save_checkpoint`) stores it in
 a backend's model store, metadata included. ResNet-18 gets a few steps only: exports are
 compared on outputs, which need non-trivial weights and batch-norm statistics, not accuracy.
@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from backend_fixture import Backend
 
-from flowerbed_app import checkpoints
-from flowerbed_app.fashion_mnist import DEFAULT_DIR, load_split
-from flowerbed_app.models import create_model
-from flowerbed_app.training import evaluate, train
+from flowerbed_app.runtime import checkpoints
+from flowerbed_app.task.fashion_mnist import DEFAULT_DIR, load_split
+from flowerbed_app.task.networks import create_model
+from flowerbed_app.task.training import evaluate, train
 
 
 @dataclass(frozen=True)

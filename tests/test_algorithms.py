@@ -10,13 +10,14 @@ import pytest
 import torch
 from privacy_reference import opacus_epsilon
 
-from flowerbed_app import client_selection, privacy, update_compression
-from flowerbed_app.models import create_model
-from flowerbed_app.partition_cache import PartitionSpec, load_partition
-from flowerbed_app.progress_events import EventEmitter
+from flowerbed_app.algorithms import privacy, update_compression
 from flowerbed_app.run_settings import RunSettings, SettingsError
-from flowerbed_app.strategies import STRATEGIES, build_strategy
-from flowerbed_app.training import DpSgd, seeded_model, train
+from flowerbed_app.runtime.progress_events import EventEmitter
+from flowerbed_app.strategy import client_selection
+from flowerbed_app.strategy.strategies import STRATEGIES, build_strategy
+from flowerbed_app.task.networks import create_model
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition
+from flowerbed_app.task.training import DpSgd, seeded_model, train
 
 DATASET = "/usr/share/datasets/fashion-mnist"
 

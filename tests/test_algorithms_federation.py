@@ -10,7 +10,8 @@ from fault_injection.client_faults import fault_env
 from federation_runs import RunOutcome, run_training
 from privacy_reference import opacus_epsilon
 
-from flowerbed_app import checkpoints, client_selection
+from flowerbed_app.runtime import checkpoints
+from flowerbed_app.strategy import client_selection
 
 pytestmark = pytest.mark.federation
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from flowerbed_app import checkpoints
-from flowerbed_app.fashion_mnist import DatasetMissingError, check_source, load_split
-from flowerbed_app.models import ResNet18, SimpleCNN, create_model
-from flowerbed_app.partition_cache import PartitionSpec, load_partition, partition_indices
-from flowerbed_app.progress_events import EventEmitter, parse_events
 from flowerbed_app.run_settings import RunSettings, SettingsError
+from flowerbed_app.runtime import checkpoints
+from flowerbed_app.runtime.progress_events import EventEmitter, parse_events
+from flowerbed_app.task.fashion_mnist import DatasetMissingError, check_source, load_split
+from flowerbed_app.task.networks import ResNet18, SimpleCNN, create_model
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition, partition_indices
 
 DATASET = "/usr/share/datasets/fashion-mnist"
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +184,7 @@ def test_cli_rejects_bad_input_before_starting_anything(tmp_path, args, message)
 
 
 def test_progress_events_are_strict_json_even_when_training_diverges(capsys):
-    from flowerbed_app.progress_events import EventEmitter, parse_events
+    from flowerbed_app.runtime.progress_events import EventEmitter, parse_events
 
     def strict(text: str) -> dict:
         return json.loads(text, parse_constant=lambda token: pytest.fail(f"not JSON: {token}"))
@@ -202,7 +202,7 @@ def test_progress_events_are_strict_json_even_when_training_diverges(capsys):
 
 def test_evaluate_leaves_the_model_trainable_and_contiguous() -> None:
     """evaluate() runs channels-last under inference mode; the weights must come back usable."""
-    from flowerbed_app.training import evaluate, to_tensor
+    from flowerbed_app.task.training import evaluate, to_tensor
 
     images = np.random.default_rng(0).integers(0, 256, size=(64, 28, 28), dtype=np.uint8)
     labels = np.arange(64) % 10
@@ -240,7 +240,7 @@ def test_api_choices_are_the_apps():
 
 
 def test_cosine_schedule_decays_the_learning_rate_across_the_run():
-    from flowerbed_app.training import scheduled_learning_rate
+    from flowerbed_app.task.training import scheduled_learning_rate
 
     assert [scheduled_learning_rate(0.1, "constant", r, 10) for r in (1, 10)] == [0.1, 0.1]
     cosine = [scheduled_learning_rate(0.1, "cosine", r, 10) for r in range(1, 11)]
@@ -257,7 +257,7 @@ def test_weight_decay_reaches_the_clients_optimizer():
     """`weight_decay` (a declared setting) shrinks the weights the client trains, from the run config to SGD."""
     from torch import nn
 
-    from flowerbed_app.training import train
+    from flowerbed_app.task.training import train
 
     assert RunSettings.from_run_config({"weight-decay": 0.5}).weight_decay == 0.5
     rng = np.random.default_rng(0)

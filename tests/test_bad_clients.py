@@ -14,7 +14,7 @@ import torch
 from fault_injection.client_faults import fault_env
 from federation_runs import node_ids, run_training
 
-from flowerbed_app import checkpoints
+from flowerbed_app.runtime import checkpoints
 
 pytestmark = pytest.mark.federation
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from flowerbed.run_config import TrainingConfig
-from flowerbed_app import checkpoint_retention, checkpoints
-from flowerbed_app.handler_deadline import RoundTimeExceeded, deadline, seconds_left
 from flowerbed_app.run_settings import RunSettings, SettingsError
+from flowerbed_app.runtime import checkpoint_retention, checkpoints
+from flowerbed_app.runtime.handler_deadline import RoundTimeExceeded, deadline, seconds_left
 
 ACCURACY = {1: 0.5, 2: 0.9, 3: 0.6, 4: 0.7, 5: 0.65, 6: 0.8}
 
@@ -77,7 +77,7 @@ def test_a_write_that_hits_a_file_size_limit_leaves_nothing_and_names_the_round(
         f"""
         import resource, torch
         from pathlib import Path
-        from flowerbed_app import checkpoints
+        from flowerbed_app.runtime import checkpoints
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
         try:
             checkpoints.save_checkpoint(Path({str(tmp_path)!r}), "run", 3, {{"w": torch.zeros(1 << 20)}}, {{}})

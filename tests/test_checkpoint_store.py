@@ -10,7 +10,7 @@ import pytest
 from backend_fixture import TERMINAL, Backend, start_run, wait_for
 from federation_runs import run_training, warm_caches
 
-from flowerbed_app import checkpoints
+from flowerbed_app.runtime import checkpoints
 
 pytestmark = pytest.mark.federation
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from flowerbed_app.compute_slots import compute_slot, configured
+from flowerbed_app.runtime.compute_slots import compute_slot, configured
 
 HOLD = """
 import json, sys, time
 from pathlib import Path
-from flowerbed_app.compute_slots import compute_slot
+from flowerbed_app.runtime.compute_slots import compute_slot
 with compute_slot(int(sys.argv[1]), Path(sys.argv[2]), poll=0.01) as index:
     start = time.time()
     print("holding", flush=True)

@@ -15,8 +15,8 @@ from model_fixture import TrainedCheckpoint, png_of
 from playwright.sync_api import Page, expect
 from test_dashboard import ARTIFACTS, browser, open_dashboard, page  # noqa: F401 (fixtures)
 
-from flowerbed_app.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, load_split
-from flowerbed_app.training import to_tensor
+from flowerbed_app.task.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, load_split
+from flowerbed_app.task.training import to_tensor
 
 pytestmark = pytest.mark.federation
 TROUSER = CLASS_NAMES.index("Trouser")

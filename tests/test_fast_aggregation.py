@@ -10,8 +10,8 @@ from flwr.app import Array, ArrayRecord, Message, Metadata, MetricRecord, Record
 from flwr.serverapp.strategy import FedAdam, FedAvg, strategy_utils
 from flwr.serverapp.strategy import fedavg as flower_fedavg
 
-from flowerbed_app import fast_aggregation
-from flowerbed_app.fast_aggregation import BLOCK, aggregate_arrayrecords, replacing_flowers_aggregation
+from flowerbed_app.strategy import fast_aggregation
+from flowerbed_app.strategy.fast_aggregation import BLOCK, aggregate_arrayrecords, replacing_flowers_aggregation
 
 
 def _content(arrays: dict[str, np.ndarray], examples: int) -> RecordDict:

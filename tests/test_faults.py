@@ -21,7 +21,7 @@ from backend_fixture import QUICK_RUN, read_sse, wait_for
 from process_restart import kill, start_again
 
 from flowerbed.flower_control import FlowerControl
-from flowerbed_app.progress_events import PREFIX
+from flowerbed_app.runtime.progress_events import PREFIX
 
 pytestmark = pytest.mark.federation
 ROOT = Path(__file__).resolve().parent.parent

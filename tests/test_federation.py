@@ -9,10 +9,10 @@ import pytest
 from federation_runs import node_ids, run_training
 
 from flowerbed import launcher
-from flowerbed_app import checkpoints
-from flowerbed_app.models import create_model
-from flowerbed_app.partition_cache import load_test_split
-from flowerbed_app.training import evaluate
+from flowerbed_app.runtime import checkpoints
+from flowerbed_app.task.networks import create_model
+from flowerbed_app.task.partition_cache import load_test_split
+from flowerbed_app.task.training import evaluate
 
 pytestmark = pytest.mark.federation
 DATASET = "/usr/share/datasets/fashion-mnist"

@@ -17,7 +17,7 @@ from fault_injection.client_faults import fault_env, hung_pid
 from federation_runs import node_ids, run_training, warm_caches
 from process_census import alive
 
-from flowerbed_app.handler_deadline import GRACE_SECONDS
+from flowerbed_app.runtime.handler_deadline import GRACE_SECONDS
 
 pytestmark = pytest.mark.federation
 

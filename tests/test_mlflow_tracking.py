@@ -26,10 +26,10 @@ from conftest import free_port
 
 from flowerbed import launcher
 from flowerbed.process_leash import leash
-from flowerbed_app import checkpoints
-from flowerbed_app.fashion_mnist import DEFAULT_DIR, load_split
-from flowerbed_app.models import create_model
-from flowerbed_app.training import to_tensor
+from flowerbed_app.runtime import checkpoints
+from flowerbed_app.task.fashion_mnist import DEFAULT_DIR, load_split
+from flowerbed_app.task.networks import create_model
+from flowerbed_app.task.training import to_tensor
 
 pytestmark = pytest.mark.federation
 REGISTERED = "flowerbed-test-cnn"

@@ -16,9 +16,9 @@ import pytest
 from backend_fixture import TERMINAL, Backend, start_run, wait_for
 from model_fixture import TrainedCheckpoint, png_of
 
-from flowerbed_app import checkpoints
-from flowerbed_app.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, load_split
-from flowerbed_app.training import to_tensor
+from flowerbed_app.runtime import checkpoints
+from flowerbed_app.task.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, load_split
+from flowerbed_app.task.training import to_tensor
 
 pytestmark = pytest.mark.federation
 
@@ -215,7 +215,7 @@ def test_a_node_data_image_model_predicts_at_its_own_size_with_its_own_classes(b
     import torch
     from PIL import Image
 
-    from flowerbed_app.models import create_model
+    from flowerbed_app.task.networks import create_model
 
     torch.manual_seed(3)
     module = create_model("cnn", 2, (3, 32, 32)).eval()

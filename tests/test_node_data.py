@@ -18,8 +18,8 @@ from conftest import running_federation
 from federation_runs import node_ids, run_training
 
 from flowerbed.demo_data import write_breast_cancer, write_fashion_mnist
-from flowerbed_app.data_description import DataDisagreement, agree, describe, federated_statistics
-from flowerbed_app.node_data import RawData
+from flowerbed_app.task.data_description import DataDisagreement, agree, describe, federated_statistics
+from flowerbed_app.task.node_data import RawData
 
 pytestmark = pytest.mark.federation
 SITES = 3
@@ -175,10 +175,10 @@ def test_a_colour_folder_trains_resnet18_at_its_own_size_and_a_corrupt_image_nam
     """3-channel 32×32 PNGs of any source size: read by Pillow, converted, one resnet18 step trains."""
     from PIL import Image
 
-    from flowerbed_app.data_description import agree
-    from flowerbed_app.models import create_model
-    from flowerbed_app.node_data import NodeDataError, convert, read_raw
-    from flowerbed_app.training import train
+    from flowerbed_app.task.data_description import agree
+    from flowerbed_app.task.networks import create_model
+    from flowerbed_app.task.node_data import NodeDataError, convert, read_raw
+    from flowerbed_app.task.training import train
 
     rng = np.random.default_rng(0)
     for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):

@@ -9,10 +9,11 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common import Metadata
 
-from flowerbed_app import reply_contract, update_compression
-from flowerbed_app.partition_cache import load_partition, split_sizes
-from flowerbed_app.reply_screen import REJECTED_UPDATE, ReplyScreen
+from flowerbed_app.algorithms import update_compression
 from flowerbed_app.run_settings import RunSettings
+from flowerbed_app.strategy import reply_contract
+from flowerbed_app.strategy.reply_screen import REJECTED_UPDATE, ReplyScreen
+from flowerbed_app.task.partition_cache import load_partition, split_sizes
 
 GLOBAL = {"conv.weight": np.ones((4, 3), np.float32), "conv.bias": np.zeros(4, np.float32), "steps": np.array([7], np.int64)}
 

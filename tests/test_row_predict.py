@@ -27,8 +27,8 @@ from playwright.sync_api import Page, expect
 from test_dashboard import ARTIFACTS, browser, open_dashboard, page  # noqa: F401 (fixtures)
 
 from flowerbed.demo_data import write_breast_cancer
-from flowerbed_app import checkpoints
-from flowerbed_app.models import create_model
+from flowerbed_app.runtime import checkpoints
+from flowerbed_app.task.networks import create_model
 
 pytestmark = pytest.mark.federation
 SITES = 2

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from flowerbed.flower_control import FlowerRun
 from flowerbed.run_follower import LogCursor, follow
-from flowerbed_app.progress_events import PREFIX
+from flowerbed_app.runtime.progress_events import PREFIX
 
 
 def _line(seq: int, event: str) -> str:

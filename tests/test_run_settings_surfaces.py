@@ -91,8 +91,8 @@ def test_each_preset_is_a_valid_configuration(preset):
 def test_one_list_of_strategies_models_and_statuses():
     from flowerbed.db import models as db
     from flowerbed.run_status import RUN_STATUSES, TERMINAL_STATUSES
-    from flowerbed_app.models import MODEL_FACTORIES
-    from flowerbed_app.strategies import STRATEGIES
+    from flowerbed_app.strategy.strategies import STRATEGIES
+    from flowerbed_app.task.networks import MODEL_FACTORIES
 
     assert tuple(STRATEGIES) == rs.STRATEGIES
     assert tuple(MODEL_FACTORIES) == rs.MODELS == tuple(rs.MODEL_INPUT)

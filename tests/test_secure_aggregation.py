@@ -16,8 +16,8 @@ from federation_runs import RunOutcome, node_ids, run_training
 
 from flowerbed import launcher
 from flowerbed.topology import Ports
-from flowerbed_app import checkpoints
 from flowerbed_app.run_settings import RunSettings, SettingsError
+from flowerbed_app.runtime import checkpoints
 
 sys.path.insert(0, str(Path(__file__).parent / "secagg_capture"))
 from capture import capture_env
@@ -193,7 +193,7 @@ def test_a_node_lost_beyond_the_threshold_fails_the_run_with_the_reason(start_fe
 def test_the_client_side_recognises_flowers_secaggplus_messages() -> None:
     from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-    from flowerbed_app import secagg_client
+    from flowerbed_app.algorithms import secagg_client
 
     # Our mod wrapper passes every message without this record untouched: it must be Flower's name.
     assert secagg_client.SECAGG_RECORD == RECORD_KEY_CONFIGS

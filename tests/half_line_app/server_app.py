@@ -14,7 +14,7 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from flowerbed_app.progress_events import PREFIX, to_json
+from flowerbed_app.runtime.progress_events import PREFIX, to_json
 
 app = ServerApp()
 client = ClientApp()  # Flower wants both components; no node is ever asked to do anything

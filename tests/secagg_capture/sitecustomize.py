@@ -15,7 +15,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-TARGETS = {"flowerbed_app.secagg_server": "install_server", "flowerbed_app.client_app": "install_client"}
+TARGETS = {"flowerbed_app.algorithms.secagg_server": "install_server", "flowerbed_app.client_app": "install_client"}
 
 
 class _Loader(importlib.abc.Loader):

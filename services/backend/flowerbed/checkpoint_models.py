@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from flowerbed_app import checkpoints
+from flowerbed_app.runtime import checkpoints
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class LoadedModel:
         """Every class of one example (a batch of one: uint8 image or standardised float row), most probable first."""
         import torch
 
-        from flowerbed_app.training import to_tensor
+        from flowerbed_app.task.training import to_tensor
 
         with torch.inference_mode():
             probabilities = self.module(to_tensor(x)).exp()[0].tolist()
@@ -82,8 +82,8 @@ class ModelCache:
 
 def model_input(meta: dict[str, Any]) -> ModelInput:
     """The input spec of a checkpoint's metadata; ValueError when it is incomplete."""
-    from flowerbed_app.fashion_mnist import CLASS_NAMES, SHAPE
     from flowerbed_app.run_settings import MODEL_INPUT
+    from flowerbed_app.task.fashion_mnist import CLASS_NAMES, SHAPE
 
     architecture = str(meta.get("model") or "")
     if architecture not in MODEL_INPUT:
@@ -102,7 +102,7 @@ def model_input(meta: dict[str, Any]) -> ModelInput:
 
 
 def _load(meta: dict[str, Any]) -> LoadedModel:
-    from flowerbed_app.models import create_model  # torch: only when a model is used
+    from flowerbed_app.task.networks import create_model  # torch: only when a model is used
 
     model_id = meta["model_id"]
     architecture = str(meta.get("model") or "")

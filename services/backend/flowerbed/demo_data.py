@@ -77,7 +77,7 @@ def write_breast_cancer(out: Path, sites: int, seed: int = 0) -> list[Path]:
 def write_fashion_mnist(out: Path, sites: int, per_site: int, seed: int = 0, source: str | None = None) -> list[Path]:
     from PIL import Image
 
-    from flowerbed_app.fashion_mnist import DEFAULT_DIR, load_split
+    from flowerbed_app.task.fashion_mnist import DEFAULT_DIR, load_split
 
     images, labels = load_split(source or DEFAULT_DIR, "train")
     order = np.random.default_rng(seed).permutation(len(labels))

@@ -153,7 +153,7 @@ def _spawn(spec: ProcessSpec, env: dict[str, str], logs: Path) -> RunningProcess
     proc_env = {**env, **spec.env}
     if spec.role in ("superexec-clientapp", "supernode"):  # supernode: subprocess isolation
         # Several ClientApps share the cores; one BLAS thread each avoids oversubscription,
-        # and at most one computing ClientApp per core (flowerbed_app.compute_slots).
+        # and at most one computing ClientApp per core (flowerbed_app.runtime.compute_slots).
         proc_env.setdefault("FLOWERBED_TORCH_THREADS", "1")
         proc_env.setdefault("FLOWERBED_COMPUTE_SLOTS", str(len(os.sched_getaffinity(0))))
         proc_env.setdefault("FLOWERBED_COMPUTE_SLOTS_DIR", str(Path(env["FLOWERBED_DATA_DIR"]) / "compute-slots"))

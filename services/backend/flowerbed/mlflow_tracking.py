@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent
-from flowerbed_app import checkpoints
+from flowerbed_app.runtime import checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class MlflowTracking:
         import torch
         from mlflow.models import infer_signature
 
-        from flowerbed_app.models import create_model
+        from flowerbed_app.task.networks import create_model
 
         module = create_model(str(meta["model"]))
         module.load_state_dict(checkpoints.load_state_dict(meta))

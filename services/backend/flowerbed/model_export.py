@@ -59,7 +59,7 @@ def _example(loaded: LoadedModel) -> torch.Tensor:
 
 def _preprocessing(loaded: LoadedModel) -> dict[str, object]:
     """What turns raw input into the model's input, for users of the file without this code."""
-    from flowerbed_app.training import PIXEL_MEAN, PIXEL_STD
+    from flowerbed_app.task.training import PIXEL_MEAN, PIXEL_STD
 
     spec = loaded.input
     if spec.kind == "table":

@@ -6,7 +6,7 @@ not positional, because a table's column order is an accident of the file it cam
 checkpoint's metadata lists the columns the model was trained on, and every one of them must be
 given, and no other. Values are standardised with the federation's mean and standard deviation
 recorded in that metadata, by the same function the nodes trained with
-(flowerbed_app.node_data.standardise). Every refusal is a `RowRejected` listing each problem
+(flowerbed_app.task.node_data.standardise). Every refusal is a `RowRejected` listing each problem
 with its place in the body (a 422's `loc`), so a form can mark every bad field at once.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from flowerbed.checkpoint_models import ModelInput
-from flowerbed_app.node_data import standardise
+from flowerbed_app.task.node_data import standardise
 
 MEDIA_TYPE = "application/json"
 FIELD = "features"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowerbed.flower_control import FlowerControl
-from flowerbed_app.progress_events import parse_events
+from flowerbed_app.runtime.progress_events import parse_events
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from flowerbed.db.models import RESUMABLE_STATUSES, Run
 from flowerbed.run_config import TrainingConfig
-from flowerbed_app import checkpoints
+from flowerbed_app.runtime import checkpoints
 
 
 class NotResumable(RuntimeError):

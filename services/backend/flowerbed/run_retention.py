@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flowerbed.db.models import TERMINAL_STATUSES, Round, Run, RunEvent, RunLog, Span
 from flowerbed.db.run_history import RunHistory
 from flowerbed.training_metrics import forget_run
-from flowerbed_app import checkpoints
+from flowerbed_app.runtime import checkpoints
 
 
 class RunActive(RuntimeError):

@@ -18,7 +18,7 @@ from flowerbed.flower_control import FlowerControl
 from flowerbed.run_config import FieldError, TrainingConfig
 from flowerbed.run_resume import resume_config
 from flowerbed.run_tracker import RunTracker
-from flowerbed_app import checkpoints, telemetry
+from flowerbed_app.runtime import checkpoints, telemetry
 
 
 class RunNotFound(LookupError):

@@ -80,8 +80,8 @@ def precheck(args: argparse.Namespace, body: dict[str, Any]) -> str | None:
     from pydantic import ValidationError
 
     from flowerbed.run_config import TrainingConfig
-    from flowerbed_app.fashion_mnist import DatasetMissingError, check_source
     from flowerbed_app.run_settings import SETTINGS, RunSettings, SettingsError
+    from flowerbed_app.task.fashion_mnist import DatasetMissingError, check_source
 
     keys = {item.name: item.key for item in SETTINGS}
     run_config = {keys.get(k, k.replace("_", "-")): v for k, v in body.items() if k != "from_checkpoint"}

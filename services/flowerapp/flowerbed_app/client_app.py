@@ -33,17 +33,18 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from flowerbed_app import privacy, secagg_client, telemetry, update_compression
-from flowerbed_app import reply_contract as contract
-from flowerbed_app.compute_slots import maybe_compute_slot
-from flowerbed_app.data_description import conversion_from_config, describe
-from flowerbed_app.handler_deadline import deadline, seconds_left
-from flowerbed_app.models import FASHION_MNIST_SHAPE, create_model
-from flowerbed_app.node_data import NodeDataError, data_dir_of, load_for_run, read_raw
-from flowerbed_app.partition_cache import Partition, load_partition
-from flowerbed_app.process_clock import process_started_at
+from flowerbed_app.algorithms import privacy, secagg_client, update_compression
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.training import DpSgd, evaluate, scheduled_learning_rate, train
+from flowerbed_app.runtime import telemetry
+from flowerbed_app.runtime.compute_slots import maybe_compute_slot
+from flowerbed_app.runtime.handler_deadline import deadline, seconds_left
+from flowerbed_app.runtime.process_clock import process_started_at
+from flowerbed_app.strategy import reply_contract as contract
+from flowerbed_app.task.data_description import conversion_from_config, describe
+from flowerbed_app.task.networks import FASHION_MNIST_SHAPE, create_model
+from flowerbed_app.task.node_data import NodeDataError, data_dir_of, load_for_run, read_raw
+from flowerbed_app.task.partition_cache import Partition, load_partition
+from flowerbed_app.task.training import DpSgd, evaluate, scheduled_learning_rate, train
 
 MODULE_LOADED_AT = time.time()
 app = ClientApp(mods=[secagg_client.secaggplus_when_asked])  # SecAgg+ messages only; others pass untouched

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flowerbed_app import secure_aggregation
+from flowerbed_app.algorithms import secure_aggregation
 from flowerbed_app.run_settings import DP_LOCAL_MODELS, RunSettings
 from flowerbed_app.setting_spec import SettingsError
 

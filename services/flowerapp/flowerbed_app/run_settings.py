@@ -17,11 +17,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from flowerbed_app import checkpoint_retention
+from flowerbed_app.runtime import checkpoint_retention
 from flowerbed_app.setting_spec import Declared, SettingsError, declared, setting
 
 if TYPE_CHECKING:
-    from flowerbed_app.partition_cache import PartitionSpec
+    from flowerbed_app.task.partition_cache import PartitionSpec
 
 __all__ = ["BY_KEY", "MODELS", "SETTINGS", "STRATEGIES", "RunSettings", "SettingsError"]
 
@@ -29,7 +29,7 @@ MODELS = ("cnn", "resnet18", "mlp")
 # Which kind of input each model takes: "images" (C×H×W) or "table" (feature vectors).
 MODEL_INPUT = {"cnn": "images", "resnet18": "images", "mlp": "table"}
 # Where each node's training data comes from: a partition of the central Fashion-MNIST copy
-# (demo, benchmarks), or the node's own directory (node config data-dir; node_data.py).
+# (demo, benchmarks), or the node's own directory (node config data-dir; task/node_data.py).
 DATA_SOURCES = ("partitions", "node")
 PARTITIONERS = ("iid", "dirichlet")
 STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum")
@@ -356,7 +356,7 @@ class RunSettings:
 
     def partition_spec(self, partition_id: int, num_partitions: int) -> PartitionSpec:
         """Which slice of the data node `partition_id` of `num_partitions` trains on in this run."""
-        from flowerbed_app.partition_cache import PartitionSpec  # numpy & co. only where data is loaded
+        from flowerbed_app.task.partition_cache import PartitionSpec  # numpy & co. only where data is loaded
 
         return PartitionSpec(
             source=self.dataset,

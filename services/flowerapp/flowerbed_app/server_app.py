@@ -34,19 +34,20 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from flowerbed_app import checkpoint_retention, checkpoints, secure_aggregation, telemetry
-from flowerbed_app.data_description import conversion_to_config
-from flowerbed_app.data_survey import Survey, survey_nodes
-from flowerbed_app.fashion_mnist import check_source
-from flowerbed_app.fast_grid import FastPollGrid
-from flowerbed_app.models import FASHION_MNIST_SHAPE, create_model
-from flowerbed_app.partition_cache import load_test_split
-from flowerbed_app.progress_events import EventEmitter
-from flowerbed_app.reply_screen import ReplyScreen
+from flowerbed_app.algorithms import secure_aggregation
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.strategies import build_strategy
-from flowerbed_app.strategy_wrapper import NodeWaitTimeout, RoundRecord, wait_for_nodes
-from flowerbed_app.training import evaluate, seeded_model
+from flowerbed_app.runtime import checkpoint_retention, checkpoints, telemetry
+from flowerbed_app.runtime.progress_events import EventEmitter
+from flowerbed_app.strategy.fast_grid import FastPollGrid
+from flowerbed_app.strategy.reply_screen import ReplyScreen
+from flowerbed_app.strategy.strategies import build_strategy
+from flowerbed_app.strategy.strategy_wrapper import NodeWaitTimeout, RoundRecord, wait_for_nodes
+from flowerbed_app.task.data_description import conversion_to_config
+from flowerbed_app.task.data_survey import Survey, survey_nodes
+from flowerbed_app.task.fashion_mnist import check_source
+from flowerbed_app.task.networks import FASHION_MNIST_SHAPE, create_model
+from flowerbed_app.task.partition_cache import load_test_split
+from flowerbed_app.task.training import evaluate, seeded_model
 
 app = ServerApp()
 
@@ -227,7 +228,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
     started = time.time()
     try:
         if secure_aggregation.enabled(settings):
-            from flowerbed_app import secagg_server  # Flower's legacy workflow: only for these runs
+            from flowerbed_app.algorithms import secagg_server
 
             fast_grid.screen = None  # no single update to screen: the server sees only the masked sum
             initial = ArrayRecord(model.state_dict())

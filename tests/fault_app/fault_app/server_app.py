@@ -8,7 +8,7 @@ import time
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from flowerbed_app.fast_grid import FastPollGrid
+from flowerbed_app.strategy.fast_grid import FastPollGrid
 
 app = ServerApp()
 

@@ -40,7 +40,7 @@ from flowerbed.run_tracker import RunTracker
 from flowerbed.settings import Settings
 from flowerbed.trace_store import TraceStore
 from flowerbed.training_metrics import exposition
-from flowerbed_app import telemetry
+from flowerbed_app.runtime import telemetry
 
 log = logging.getLogger("flowerbed.api")
 TITLE = "Flowerbed API"

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowerbed.db.models import TERMINAL_STATUSES, Round, Run, RunEvent, RunLog
-from flowerbed_app.progress_events import parse_events
+from flowerbed_app.runtime.progress_events import parse_events
 
 STATUS_EVENT = "status"
 

@@ -37,7 +37,7 @@ from flowerbed.api.schemas import (
     PredictionResult,
 )
 from flowerbed.checkpoint_models import LoadedModel, model_input
-from flowerbed_app import checkpoints
+from flowerbed_app.runtime import checkpoints
 
 router = APIRouter(prefix="/models", tags=["models"])
 

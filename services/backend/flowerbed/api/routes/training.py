@@ -35,7 +35,7 @@ from flowerbed.run_service import RunNotFound
 from flowerbed.run_status import RunStatus
 from flowerbed.settings import Settings
 from flowerbed.trace_links import trace_url
-from flowerbed_app.progress_events import to_json
+from flowerbed_app.runtime.progress_events import to_json
 
 router = APIRouter(prefix="/training", tags=["training"])
 

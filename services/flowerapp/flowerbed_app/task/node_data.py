@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowerbed_app.partition_cache import CACHE_VERSION, Partition, atomic_savez, cache_dir
+from flowerbed_app.task.partition_cache import CACHE_VERSION, Partition, atomic_savez, cache_dir
 
 DATA_DIR_KEY = "data-dir"
 TABLE_SUFFIXES = (".csv", ".parquet")

@@ -37,11 +37,11 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.server.workflow.secure_aggregation.secaggplus_workflow import WorkflowState
 from flwr.serverapp import Grid
 
-from flowerbed_app import reply_contract as contract
-from flowerbed_app import telemetry
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.strategies import STRATEGIES
-from flowerbed_app.strategy_wrapper import RoundRecord, wait_for_nodes
+from flowerbed_app.runtime import telemetry
+from flowerbed_app.strategy import reply_contract as contract
+from flowerbed_app.strategy.strategies import STRATEGIES
+from flowerbed_app.strategy.strategy_wrapper import RoundRecord, wait_for_nodes
 
 LEGACY_STRATEGIES: dict[str, type[Strategy]] = {
     "fedavg": FedAvg,

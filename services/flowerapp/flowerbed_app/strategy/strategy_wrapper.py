@@ -25,9 +25,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from flowerbed_app import client_selection, fast_aggregation, telemetry
-from flowerbed_app.privacy import CentralAccountant
-from flowerbed_app.progress_events import EventEmitter
+from flowerbed_app.algorithms.privacy import CentralAccountant
+from flowerbed_app.runtime import telemetry
+from flowerbed_app.runtime.progress_events import EventEmitter
+from flowerbed_app.strategy import client_selection, fast_aggregation
 
 
 class NodeWaitTimeout(RuntimeError):

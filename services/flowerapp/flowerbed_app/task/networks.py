@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowerbed_app.fashion_mnist import SHAPE
+from flowerbed_app.task.fashion_mnist import SHAPE
 
 
 class SimpleCNN(nn.Module):

@@ -8,7 +8,7 @@ so error replies made by the SuperLink can be attributed to the right node, and 
 node ids in a stable order so that seeded node sampling is reproducible.
 
 It is also the first code of ours that sees a reply: an optional `screen(sent, reply)`
-(flowerbed_app.reply_screen) may replace it — e.g. by an error reply for an update
+(flowerbed_app.strategy.reply_screen) may replace it — e.g. by an error reply for an update
 that must not be aggregated — before any strategy does.
 
 Each message's time-to-live ends shortly after the round (`timeout` + `TTL_GRACE_SECONDS`):
@@ -18,7 +18,7 @@ executor uses the message's deadline to kill a ClientApp that still hangs
 the three ends of a hung ClientApp: the server stops waiting and records "no reply before
 round-timeout" (a TTL ending at the same instant would make the SuperLink answer "Message
 Unavailable" instead); the handler's own deadline and its watchdog
-(flowerbed_app.handler_deadline) stop it from inside; only then the executor kills it.
+(flowerbed_app.runtime.handler_deadline) stop it from inside; only then the executor kills it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-from flowerbed_app.handler_deadline import GRACE_SECONDS
+from flowerbed_app.runtime.handler_deadline import GRACE_SECONDS
 
 DEFAULT_POLL_SECONDS = 0.2
 TTL_GRACE_SECONDS = GRACE_SECONDS + 5.0

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from flowerbed_app.fashion_mnist import load_split
+from flowerbed_app.task.fashion_mnist import load_split
 
 CACHE_VERSION = 1
 

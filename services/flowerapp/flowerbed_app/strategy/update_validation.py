@@ -22,8 +22,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, MetricRecord
 from flwr.common.constant import SType
 
-from flowerbed_app.fast_aggregation import npy_layout
-from flowerbed_app.reply_contract import WEIGHT
+from flowerbed_app.strategy.fast_aggregation import npy_layout
+from flowerbed_app.strategy.reply_contract import WEIGHT
 
 
 class InvalidUpdate(ValueError):

@@ -27,10 +27,10 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
-from flowerbed_app.privacy import CentralAccountant
-from flowerbed_app.progress_events import EventEmitter
+from flowerbed_app.algorithms.privacy import CentralAccountant
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.strategy_wrapper import instrument
+from flowerbed_app.runtime.progress_events import EventEmitter
+from flowerbed_app.strategy.strategy_wrapper import instrument
 
 
 def _adaptive(s: RunSettings) -> dict[str, Any]:

@@ -23,11 +23,10 @@ from typing import Any
 
 from flwr.app import Array, ArrayRecord, Error, Message, MessageType
 
-from flowerbed_app import reply_contract as contract
-from flowerbed_app import update_compression
-from flowerbed_app.partition_cache import split_sizes
+from flowerbed_app.algorithms import update_compression
 from flowerbed_app.run_settings import RunSettings
-from flowerbed_app.update_validation import (
+from flowerbed_app.strategy import reply_contract as contract
+from flowerbed_app.strategy.update_validation import (
     InvalidUpdate,
     Layout,
     capped_weight,
@@ -36,6 +35,7 @@ from flowerbed_app.update_validation import (
     check_values,
     layout_of,
 )
+from flowerbed_app.task.partition_cache import split_sizes
 
 # Error code of a reply the server refused (outside the range of Flower's ErrorCode).
 REJECTED_UPDATE = 1001

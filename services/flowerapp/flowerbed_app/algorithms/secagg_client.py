@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from flowerbed_app import reply_contract as contract
+from flowerbed_app.strategy import reply_contract as contract
 
 SECAGG_RECORD = "secaggplus_configs"  # flwr.common.secure_aggregation.secaggplus_constants.RECORD_KEY_CONFIGS
 FITINS_ARRAYS, FITINS_CONFIG = "fitins.parameters", "fitins.config"

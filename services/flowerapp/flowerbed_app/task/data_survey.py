@@ -17,11 +17,11 @@ from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 
-from flowerbed_app import reply_contract as contract
-from flowerbed_app.data_description import DataDisagreement, RunData, agree
-from flowerbed_app.fast_grid import FastPollGrid
-from flowerbed_app.progress_events import EventEmitter
 from flowerbed_app.run_settings import MODEL_INPUT, RunSettings
+from flowerbed_app.runtime.progress_events import EventEmitter
+from flowerbed_app.strategy import reply_contract as contract
+from flowerbed_app.strategy.fast_grid import FastPollGrid
+from flowerbed_app.task.data_description import DataDisagreement, RunData, agree
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Algorithms around training: differential privacy, update compression and secure aggregation (SecAgg+)."""
