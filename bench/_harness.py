@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from flowerbed import launcher, process_groups
-from flowerbed.run_follower import follow
-from flowerbed.topology import Ports, free_port_block
+from flowerbed.local import launcher, process_groups
+from flowerbed.local.topology import Ports, free_port_block
+from flowerbed.runs.run_follower import follow
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("FLOWERBED_CACHE_DIR", str(ROOT / ".flowerbed" / "test-cache"))

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "deploy"))
 
 from compose_harness import engine, standins  # noqa: E402
 from compose_harness.stack import IMAGE_PREFIX, IMAGE_TAG, ComposeStack, ensure_wheelhouse  # noqa: E402
-from flowerbed.topology import free_port_block  # noqa: E402
+from flowerbed.local.topology import free_port_block  # noqa: E402
 
 APP_FILE = ROOT / "services/flowerapp/flowerbed_app/__init__.py"
 

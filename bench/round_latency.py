@@ -22,8 +22,8 @@ import statistics
 
 from _harness import ROOT, emit, federation, ours_config, phase_timeline, run, summary
 
+from flowerbed.local.topology import FLOWER_PROGRAMS
 from flowerbed.paths import app_dir
-from flowerbed.topology import FLOWER_PROGRAMS
 
 BARE_APP = ROOT / "bench" / "bare_flower_app"
 

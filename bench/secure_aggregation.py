@@ -19,9 +19,9 @@ from typing import Any
 
 from _harness import emit, federation, ours_config
 
-from flowerbed import launcher
+from flowerbed.local import launcher
 from flowerbed.paths import app_dir
-from flowerbed.run_follower import follow
+from flowerbed.runs.run_follower import follow
 
 MODES = {"fedavg": {}, "secaggplus": {"secure-aggregation": "secaggplus"}}
 

@@ -51,7 +51,7 @@ from _harness import cpu_seconds, emit, free_port_block, memory
 
 from flowerbed.flower_control import FlowerControl, build_fab
 from flowerbed.paths import app_dir
-from flowerbed.run_follower import follow
+from flowerbed.runs.run_follower import follow
 from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.task import partition_cache
 

@@ -25,8 +25,9 @@ import httpx
 import pytest
 from conftest import env_extra, free_port, running_federation
 
-from flowerbed import launcher, process_groups, sse
-from flowerbed.process_leash import leash
+from flowerbed import sse
+from flowerbed.local import launcher, process_groups
+from flowerbed.local.process_leash import leash
 
 TERMINAL = ("completed", "failed", "stopped")
 # Small runs: the machine is shared; these keep a round to a few seconds of compute.

@@ -25,7 +25,7 @@ import pytest
 
 from compose_harness import engine, standins
 from compose_harness.stack import ComposeStack, node_data_env
-from flowerbed.topology import free_port_block
+from flowerbed.local.topology import free_port_block
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from flowerbed import launcher
-from flowerbed.topology import Ports, free_port_block
+from flowerbed.local import launcher
+from flowerbed.local.topology import Ports, free_port_block
 
 # Backend fixtures (`backend`, `backend_factory`, `postgres_url`) for the API tests.
 pytest_plugins = ["backend_fixture", "model_fixture"]

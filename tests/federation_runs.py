@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowerbed.launcher import Federation
+from flowerbed.local.launcher import Federation
 from flowerbed.paths import app_dir
-from flowerbed.run_follower import follow
+from flowerbed.runs.run_follower import follow
 
 
 @dataclass

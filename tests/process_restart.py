@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from flowerbed import launcher
+from flowerbed.local import launcher
 
 
 def _argv_env(pid: int) -> tuple[list[str], dict[str, str]]:

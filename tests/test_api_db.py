@@ -237,7 +237,7 @@ def test_rows_of_deleted_runs_are_pruned(tmp_path: Path) -> None:
     """Events, rounds and logs whose run is gone (a database written without foreign keys enforced) are pruned."""
     import sqlite3
 
-    from flowerbed.run_retention import RunRetention
+    from flowerbed.runs.run_retention import RunRetention
 
     path = tmp_path / "flowerbed.db"
     engine = make_engine(f"sqlite:///{path}")

@@ -17,7 +17,7 @@ import pytest
 from backend_fixture import QUICK_RUN, BackendProcess, spawn_backend, wait_for
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from flowerbed import launcher
+from flowerbed.local import launcher
 
 pytestmark = pytest.mark.federation
 MAX_SSE, MAX_RUNS = 2, 1

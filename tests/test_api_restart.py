@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from backend_fixture import QUICK_RUN, read_sse, wait_for
 
-from flowerbed import launcher
 from flowerbed.db.engine import make_engine, session_factory
 from flowerbed.db.run_history import RunHistory
+from flowerbed.local import launcher
 
 pytestmark = pytest.mark.federation
 

@@ -21,7 +21,7 @@ from backend_fixture import BackendProcess, spawn_backend, wait_for
 from conftest import free_port
 from otlp_receiver import OtlpReceiver
 
-from flowerbed import launcher
+from flowerbed.local import launcher
 
 pytestmark = pytest.mark.federation
 ROOT = Path(__file__).resolve().parent.parent

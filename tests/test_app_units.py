@@ -222,7 +222,7 @@ def test_api_choices_are_the_apps():
     """The API's allowed values are declared in RunSettings; the schema must offer exactly those."""
     from typing import get_args
 
-    from flowerbed.run_config import TrainingConfig
+    from flowerbed.runs.run_config import TrainingConfig
     from flowerbed_app import run_settings as rs
 
     choices = {

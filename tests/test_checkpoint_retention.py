@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowerbed.run_config import TrainingConfig
+from flowerbed.runs.run_config import TrainingConfig
 from flowerbed_app.run_settings import RunSettings, SettingsError
 from flowerbed_app.runtime import checkpoint_retention, checkpoints
 from flowerbed_app.runtime.handler_deadline import RoundTimeExceeded, deadline, seconds_left

@@ -29,8 +29,8 @@ from chromium import CHROMIUM, CHROMIUM_ARGS
 from conftest import env_extra, free_port, free_ports
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from flowerbed import launcher
-from flowerbed.topology import Ports
+from flowerbed.local import launcher
+from flowerbed.local.topology import Ports
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -19,7 +19,7 @@ from backend_fixture import QUICK_RUN, BackendProcess, spawn_backend
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from test_dashboard import RUN_TIMEOUT_MS, api, assert_signed_in_with_a_session, browser, login_link, shot  # noqa: F401
 
-from flowerbed import launcher
+from flowerbed.local import launcher
 
 pytestmark = pytest.mark.federation
 

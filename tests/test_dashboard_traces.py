@@ -20,7 +20,7 @@ from conftest import free_port
 from playwright.sync_api import Browser, Page, expect
 from test_dashboard import ARTIFACTS, api, browser, open_dashboard, page  # noqa: F401 (fixtures)
 
-from flowerbed.backend_process import local_tracing_env
+from flowerbed.local.backend_process import local_tracing_env
 
 pytestmark = pytest.mark.federation
 EXAMPLES = 200

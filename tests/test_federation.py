@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from federation_runs import node_ids, run_training
 
-from flowerbed import launcher
+from flowerbed.local import launcher
 from flowerbed_app.runtime import checkpoints
 from flowerbed_app.task.networks import create_model
 from flowerbed_app.task.partition_cache import load_test_split

@@ -18,7 +18,7 @@ import pytest
 from conftest import free_port, free_ports
 from process_census import alive, kill_all, leftovers_after, processes_using
 
-from flowerbed.process_leash import leash
+from flowerbed.local.process_leash import leash
 
 pytestmark = pytest.mark.federation
 

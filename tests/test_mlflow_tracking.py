@@ -24,8 +24,8 @@ import pytest
 from backend_fixture import TERMINAL, start_run, stop_group, wait_for
 from conftest import free_port
 
-from flowerbed import launcher
-from flowerbed.process_leash import leash
+from flowerbed.local import launcher
+from flowerbed.local.process_leash import leash
 from flowerbed_app.runtime import checkpoints
 from flowerbed_app.task.fashion_mnist import DEFAULT_DIR, load_split
 from flowerbed_app.task.networks import create_model

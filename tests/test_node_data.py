@@ -203,7 +203,7 @@ def test_a_colour_folder_trains_resnet18_at_its_own_size_and_a_corrupt_image_nam
 
 
 def test_node_settings_are_checked_before_a_run_starts():
-    from flowerbed.run_config import FieldError, TrainingConfig
+    from flowerbed.runs.run_config import FieldError, TrainingConfig
     from flowerbed_app.run_settings import RunSettings, SettingsError
 
     with pytest.raises(SettingsError) as err:

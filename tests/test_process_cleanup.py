@@ -13,7 +13,7 @@ import pytest
 from interrupted_session import READY_ENV
 from process_census import kill_all, leftovers_after, processes_using
 
-from flowerbed.process_leash import leash
+from flowerbed.local.process_leash import leash
 
 pytestmark = pytest.mark.federation
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from flowerbed import process_groups
+from flowerbed.local import process_groups
 
 # A leader that exits on SIGTERM, with a child in its group that ignores SIGTERM: what a
 # server with a stuck worker looks like. Prints the child's pid once both are set up.

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 from flowerbed.flower_control import FlowerRun
-from flowerbed.run_follower import LogCursor, follow
+from flowerbed.runs.run_follower import LogCursor, follow
 from flowerbed_app.runtime.progress_events import PREFIX
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flowerbed.cli import build_parser
-from flowerbed.run_config import API_SETTINGS, PRESETS, TrainingConfig, training_schema
+from flowerbed.runs.run_config import API_SETTINGS, PRESETS, TrainingConfig, training_schema
 from flowerbed.settings_surfaces import BEGIN, END, markdown_table, with_app_config
 from flowerbed_app import run_settings as rs
 from flowerbed_app.run_settings import SETTINGS, RunSettings, SettingsError
@@ -89,8 +89,8 @@ def test_each_preset_is_a_valid_configuration(preset):
 
 
 def test_one_list_of_strategies_models_and_statuses():
-    from flowerbed.db import models as db
-    from flowerbed.run_status import RUN_STATUSES, TERMINAL_STATUSES
+    from flowerbed.db import tables as db
+    from flowerbed.runs.run_status import RUN_STATUSES, TERMINAL_STATUSES
     from flowerbed_app.strategy.strategies import STRATEGIES
     from flowerbed_app.task.networks import MODEL_FACTORIES
 

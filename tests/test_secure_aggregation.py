@@ -14,8 +14,8 @@ from conftest import env_extra, free_port, free_ports
 from fault_injection.client_faults import fault_env, hung_pid
 from federation_runs import RunOutcome, node_ids, run_training
 
-from flowerbed import launcher
-from flowerbed.topology import Ports
+from flowerbed.local import launcher
+from flowerbed.local.topology import Ports
 from flowerbed_app.run_settings import RunSettings, SettingsError
 from flowerbed_app.runtime import checkpoints
 

@@ -33,7 +33,7 @@ from test_superlink_tls_and_metrics_port import make_certs
 
 from flowerbed import site_setup
 from flowerbed.flower_control import FlowerControl
-from flowerbed.process_leash import leash
+from flowerbed.local.process_leash import leash
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

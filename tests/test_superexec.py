@@ -21,7 +21,7 @@ import pytest
 from federation_runs import run_training
 from test_algorithms_federation import SMALL, _completed, _final_weights
 
-from flowerbed import launcher
+from flowerbed.local import launcher
 
 FAULT_APP = Path(__file__).resolve().parent / "fault_app"
 WARM = {"FLOWERBED_SUPEREXEC_WARM": "1"}  # the default (flowerbed_node.exec_loop.DEFAULT_WARM), said explicitly

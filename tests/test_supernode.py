@@ -17,7 +17,7 @@ from backend_fixture import QUICK_RUN, start_run, wait_for
 from conftest import free_port, free_ports
 from fleet_proxy import FleetProxy
 
-from flowerbed.topology import Ports
+from flowerbed.local.topology import Ports
 
 CONFIRM = "/v1/fleet/confirm-message-received"
 ONE_NODE = {**QUICK_RUN, "min_nodes": 1, "min_available_nodes": 1}

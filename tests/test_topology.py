@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from flwr.common.config import parse_config_args
 
-from flowerbed import launcher
 from flowerbed.cli import build_parser
-from flowerbed.topology import (
+from flowerbed.local import launcher
+from flowerbed.local.topology import (
     CONTAINER_ONLY,
     LOCAL_ELSEWHERE,
     LOCAL_ROLES,
@@ -94,7 +94,7 @@ def test_free_port_blocks_avoid_the_kernels_ephemeral_range():
     """Ports the kernel may hand to outgoing connections can be taken before a server binds them."""
     import socket
 
-    from flowerbed.topology import _ephemeral_port_range, free_port_block
+    from flowerbed.local.topology import _ephemeral_port_range, free_port_block
 
     low, high = _ephemeral_port_range()
     for _ in range(20):

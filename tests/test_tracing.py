@@ -14,7 +14,7 @@ from backend_fixture import new_token, wait_for
 from conftest import free_port
 from otlp_receiver import OtlpReceiver
 
-from flowerbed.backend_process import local_tracing_env
+from flowerbed.local.backend_process import local_tracing_env
 
 pytestmark = pytest.mark.federation
 ROOT = Path(__file__).resolve().parent.parent

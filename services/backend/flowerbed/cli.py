@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowerbed import backend_process, launcher
+from flowerbed.local import backend_process, launcher
+from flowerbed.local.topology import Ports
 from flowerbed.paths import data_dir
-from flowerbed.topology import Ports
 from flowerbed.train_client import add_setting_flags, fail, info, precheck, train, training_request
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from flowerbed import sse
-from flowerbed.run_status import TERMINAL_STATUSES as TERMINAL
+from flowerbed.runs.run_status import TERMINAL_STATUSES as TERMINAL
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +79,7 @@ def precheck(args: argparse.Namespace, body: dict[str, Any]) -> str | None:
     """
     from pydantic import ValidationError
 
-    from flowerbed.run_config import TrainingConfig
+    from flowerbed.runs.run_config import TrainingConfig
     from flowerbed_app.run_settings import SETTINGS, RunSettings, SettingsError
     from flowerbed_app.task.fashion_mnist import DatasetMissingError, check_source
 

@@ -5,7 +5,7 @@ group and when it matters (`setting_spec.Spec`). Flower hands apps a flat dict o
 keys (pyproject defaults merged with per-run overrides); every app module reads them through
 `RunSettings.from_run_config`, so a bad value fails before any training starts. The backend
 derives its API model, `/training/schema`, the CLI flags and README's table from the same
-fields (flowerbed.run_config); tests check the app's pyproject against them.
+fields (flowerbed.runs.run_config); tests check the app's pyproject against them.
 
 Adding a setting: one `setting(...)` line here, and its use. Rules that involve two settings
 are the named checks in run_rules.py.

@@ -13,12 +13,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from flowerbed.checkpoint_models import ModelCache
 from flowerbed.db.run_history import RunHistory
-from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl
-from flowerbed.run_detail_cache import RunDetailCache
-from flowerbed.run_service import RunService
+from flowerbed.model_use.loaded_checkpoints import ModelCache
+from flowerbed.runs.event_bus import EventBus
+from flowerbed.runs.run_detail_cache import RunDetailCache
+from flowerbed.runs.run_service import RunService
 from flowerbed.settings import Settings
 
 

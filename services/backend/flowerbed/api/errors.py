@@ -14,10 +14,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from flowerbed.run_config import FieldError
-from flowerbed.run_resume import NotResumable
-from flowerbed.run_retention import RunActive, StoreNotWritable
-from flowerbed.run_service import RunAlreadyFinished, RunNotFound, SuperLinkUnavailable, TooManyActiveRuns
+from flowerbed.runs.run_config import FieldError
+from flowerbed.runs.run_resume import NotResumable
+from flowerbed.runs.run_retention import RunActive, StoreNotWritable
+from flowerbed.runs.run_service import RunAlreadyFinished, RunNotFound, SuperLinkUnavailable, TooManyActiveRuns
 
 STATUS_OF: dict[type[Exception], int] = {
     RunNotFound: 404,

@@ -24,22 +24,22 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from flowerbed.api.auth import authorize
 from flowerbed.api.errors import install_error_handlers
 from flowerbed.api.limits import BodySizeLimit, StreamSlots
-from flowerbed.api.routes import auth, health, models, nodes, traces, training
+from flowerbed.api.routes import auth, checkpoints, health, nodes, traces, training
 from flowerbed.api.schemas import AUTH_ERRORS
 from flowerbed.api.sessions import LoginCodes, SessionSigner
-from flowerbed.checkpoint_models import ModelCache
 from flowerbed.db.engine import make_engine, migrate, session_factory
 from flowerbed.db.run_history import RunHistory
-from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl
-from flowerbed.mlflow_tracking import MlflowTracking
-from flowerbed.run_detail_cache import RunDetailCache
-from flowerbed.run_retention import RunRetention
-from flowerbed.run_service import RunService
-from flowerbed.run_tracker import RunTracker
+from flowerbed.model_use.loaded_checkpoints import ModelCache
+from flowerbed.runs.event_bus import EventBus
+from flowerbed.runs.mlflow_tracking import MlflowTracking
+from flowerbed.runs.run_detail_cache import RunDetailCache
+from flowerbed.runs.run_retention import RunRetention
+from flowerbed.runs.run_service import RunService
+from flowerbed.runs.run_tracker import RunTracker
+from flowerbed.runs.training_metrics import exposition
 from flowerbed.settings import Settings
-from flowerbed.trace_store import TraceStore
-from flowerbed.training_metrics import exposition
+from flowerbed.traces.trace_store import TraceStore
 from flowerbed_app.runtime import telemetry
 
 log = logging.getLogger("flowerbed.api")
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(authorize)]
     app.include_router(health.router)
     app.include_router(auth.router)
-    for router in (training.router, nodes.router, models.router, traces.router):
+    for router in (training.router, nodes.router, checkpoints.router, traces.router):
         app.include_router(router, dependencies=protected, responses=AUTH_ERRORS)
     _add_protected_extras(app)
     _instrument(app)
@@ -151,7 +151,7 @@ def _body_limits(settings: Settings) -> Any:
     def limit_for(path: str) -> tuple[int, str]:
         if path == traces.EXPORT_PATH:
             return settings.max_otlp_body_bytes, "FLOWERBED_MAX_OTLP_BODY_BYTES"
-        if models.is_predict_path(path):
+        if checkpoints.is_predict_path(path):
             return settings.max_predict_body_bytes, "FLOWERBED_MAX_PREDICT_BODY_BYTES"
         return settings.max_body_bytes, "FLOWERBED_MAX_BODY_BYTES"
 
@@ -188,7 +188,7 @@ def _serve_metrics(port: int | None) -> WSGIServer | None:
         return None
     from prometheus_client import start_http_server
 
-    from flowerbed.training_metrics import REGISTRY
+    from flowerbed.runs.training_metrics import REGISTRY
 
     server, _thread = start_http_server(port, addr="0.0.0.0", registry=REGISTRY)
     log.info("Prometheus exposition on :%d/metrics", port)

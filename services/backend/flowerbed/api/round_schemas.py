@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from flowerbed.db.models import Round
+from flowerbed.db.tables import Round
 
 AccuracyKind = Literal["centralized", "federated"]
 # Flower MetricRecord values: numbers or lists of numbers (ints stay ints).

@@ -1,4 +1,4 @@
-"""Response shapes of the REST API (requests are `flowerbed.run_config.TrainingConfig`).
+"""Response shapes of the REST API (requests are `flowerbed.runs.run_config.TrainingConfig`).
 
 Large Flower ids (uint64 run and node ids) are strings: JavaScript numbers lose
 precision above 2**53.
@@ -13,9 +13,9 @@ from pydantic import BaseModel, Field
 
 from flowerbed.api.data_schemas import NodeDataReport, NodeDescription
 from flowerbed.api.round_schemas import AccuracyKind, RoundDetail
-from flowerbed.db.models import Run
 from flowerbed.db.run_history import as_utc
-from flowerbed.run_status import RunStatus
+from flowerbed.db.tables import Run
+from flowerbed.runs.run_status import RunStatus
 
 
 class Message(BaseModel):

@@ -1,1 +1,1 @@
-"""Run history: SQLAlchemy models, the engine, Alembic migrations and the queries routes use."""
+"""Run history: SQLAlchemy tables, the engine, Alembic migrations and the queries routes use."""

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from flowerbed.db.models import TERMINAL_STATUSES, Round, Run, RunEvent, RunLog
+from flowerbed.db.tables import TERMINAL_STATUSES, Round, Run, RunEvent, RunLog
 from flowerbed_app.runtime.progress_events import parse_events
 
 STATUS_EVENT = "status"
@@ -151,7 +151,7 @@ class RunHistory:
         return self._revisions.get(run_id, 0)
 
     def note_deleted(self, run_id: str) -> None:
-        """The run's rows were deleted (flowerbed.run_retention): nothing cached about it may be served."""
+        """The run's rows were deleted (flowerbed.runs.run_retention): nothing cached about it may be served."""
         self._committed(run_id)
 
     def _committed(self, run_id: str) -> None:

@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field, model_validator
 from flowerbed import site_keys
 from flowerbed.api.deps import ControlDep, HistoryDep, SettingsDep
 from flowerbed.api.schemas import BODY_ERRORS, Message, NodeInfo, NodeList, SiteFile, SiteRegistered, SiteSetup
-from flowerbed.run_config import FieldError
-from flowerbed.run_service import SuperLinkUnavailable
+from flowerbed.runs.run_config import FieldError
+from flowerbed.runs.run_service import SuperLinkUnavailable
 from flowerbed.site_setup import site_setup
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 from flowerbed.api.deps import SettingsDep
 from flowerbed.api.schemas import Message
-from flowerbed.otlp_ingest import OtlpDecodeError, OtlpTooLarge, decode
-from flowerbed.trace_store import TraceStore
+from flowerbed.traces.otlp_ingest import OtlpDecodeError, OtlpTooLarge, decode
+from flowerbed.traces.trace_store import TraceStore
 
 router = APIRouter(tags=["traces"])
 EXPORT_PATH = "/v1/traces"

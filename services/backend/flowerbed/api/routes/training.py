@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from flowerbed import mlflow_tracking
 from flowerbed.api.deps import BusDep, DetailCacheDep, HistoryDep, ServiceDep, SettingsDep
 from flowerbed.api.limits import SlotStreamingResponse, StreamSlots
 from flowerbed.api.schemas import (
@@ -28,13 +27,14 @@ from flowerbed.api.schemas import (
     StoppingRun,
     node_data_of,
 )
-from flowerbed.db.models import TERMINAL_STATUSES, Run
 from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent, as_utc
-from flowerbed.run_config import PRESETS, Preset, TrainingConfig, training_schema
-from flowerbed.run_service import RunNotFound
-from flowerbed.run_status import RunStatus
+from flowerbed.db.tables import TERMINAL_STATUSES, Run
+from flowerbed.runs import mlflow_tracking
+from flowerbed.runs.run_config import PRESETS, Preset, TrainingConfig, training_schema
+from flowerbed.runs.run_service import RunNotFound
+from flowerbed.runs.run_status import RunStatus
 from flowerbed.settings import Settings
-from flowerbed.trace_links import trace_url
+from flowerbed.traces.trace_links import trace_url
 from flowerbed_app.runtime.progress_events import to_json
 
 router = APIRouter(prefix="/training", tags=["training"])

@@ -12,12 +12,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from flowerbed.db.models import TERMINAL_STATUSES, Run
 from flowerbed.db.run_history import RunHistory
+from flowerbed.db.tables import TERMINAL_STATUSES, Run
 from flowerbed.flower_control import FlowerControl
-from flowerbed.run_config import FieldError, TrainingConfig
-from flowerbed.run_resume import resume_config
-from flowerbed.run_tracker import RunTracker
+from flowerbed.runs.run_config import FieldError, TrainingConfig
+from flowerbed.runs.run_resume import resume_config
+from flowerbed.runs.run_tracker import RunTracker
 from flowerbed_app.runtime import checkpoints, telemetry
 
 

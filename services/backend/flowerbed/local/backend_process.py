@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from flowerbed import launcher, process_groups
-from flowerbed.topology import ProcessSpec
+from flowerbed.local import launcher, process_groups
+from flowerbed.local.topology import ProcessSpec
 
 STATE_FILE = "backend.json"
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from flowerbed.db.models import Span
+from flowerbed.db.tables import Span
 
 
 class TraceStore:

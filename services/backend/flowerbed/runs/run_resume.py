@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flowerbed.db.models import RESUMABLE_STATUSES, Run
-from flowerbed.run_config import TrainingConfig
+from flowerbed.db.tables import RESUMABLE_STATUSES, Run
+from flowerbed.runs.run_config import TrainingConfig
 from flowerbed_app.runtime import checkpoints
 
 

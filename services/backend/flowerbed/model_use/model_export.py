@@ -23,7 +23,7 @@ import threading
 import warnings
 from typing import TYPE_CHECKING, Literal
 
-from flowerbed.checkpoint_models import LoadedModel
+from flowerbed.model_use.loaded_checkpoints import LoadedModel
 
 if TYPE_CHECKING:
     import torch

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flowerbed.db.run_history import RunHistory, StoredEvent
-from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl, FlowerRun
-from flowerbed.run_follower import LogCursor, follow
-from flowerbed.run_status import TERMINAL_STATUSES
-from flowerbed.training_metrics import observe_event, observe_status
+from flowerbed.runs.event_bus import EventBus
+from flowerbed.runs.run_follower import LogCursor, follow
+from flowerbed.runs.run_status import TERMINAL_STATUSES
+from flowerbed.runs.training_metrics import observe_event, observe_status
 
 log = logging.getLogger(__name__)
 

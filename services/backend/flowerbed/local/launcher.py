@@ -19,10 +19,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flowerbed import process_groups
 from flowerbed.flower_control import FlowerControl
-from flowerbed.process_leash import leash
-from flowerbed.topology import Ports, ProcessSpec, local_processes
+from flowerbed.local import process_groups
+from flowerbed.local.process_leash import leash
+from flowerbed.local.topology import Ports, ProcessSpec, local_processes
 
 STATE_FILE = "federation.json"
 

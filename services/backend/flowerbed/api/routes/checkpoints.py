@@ -1,11 +1,11 @@
 """/models: checkpoints in the model store, listed, described and served after a sha256 check;
-exported (flowerbed.model_export), asked for predictions (an image: flowerbed.image_predict;
-a table row: flowerbed.row_predict), and
+exported (flowerbed.model_use.model_export), asked for predictions (an image: flowerbed.model_use.image_predict;
+a table row: flowerbed.model_use.row_predict), and
 traced back through the checkpoints their runs started from (lineage).
 
 The ServerApp writes the store (and prunes it, per run's `keep_checkpoints`); the backend
 reads it, never unpickles, and deletes a run's directory only with the run
-(flowerbed.run_retention). Checkpoints can disappear at any moment, so a listing shows
+(flowerbed.runs.run_retention). Checkpoints can disappear at any moment, so a listing shows
 only those whose weights exist, and a download hashes and sends one open file: a
 checkpoint removed meanwhile is a 404, never a 500 or a file that fails its checksum.
 """
@@ -24,7 +24,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 
-from flowerbed import image_predict, model_export, row_predict
 from flowerbed.api.deps import ModelCacheDep, SettingsDep
 from flowerbed.api.schemas import (
     LineageEntry,
@@ -36,7 +35,8 @@ from flowerbed.api.schemas import (
     Prediction,
     PredictionResult,
 )
-from flowerbed.checkpoint_models import LoadedModel, model_input
+from flowerbed.model_use import image_predict, model_export, row_predict
+from flowerbed.model_use.loaded_checkpoints import LoadedModel, model_input
 from flowerbed_app.runtime import checkpoints
 
 router = APIRouter(prefix="/models", tags=["models"])

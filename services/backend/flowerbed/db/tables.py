@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from flowerbed.run_status import RESUMABLE_STATUSES, TERMINAL_STATUSES
+from flowerbed.runs.run_status import RESUMABLE_STATUSES, TERMINAL_STATUSES
 
 
 class Base(DeclarativeBase):

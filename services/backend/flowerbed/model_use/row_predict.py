@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from flowerbed.checkpoint_models import ModelInput
+from flowerbed.model_use.loaded_checkpoints import ModelInput
 from flowerbed_app.task.node_data import standardise
 
 MEDIA_TYPE = "application/json"

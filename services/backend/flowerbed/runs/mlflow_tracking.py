@@ -1,6 +1,6 @@
 """Every run mirrored into an MLflow tracking server, when FLOWERBED_MLFLOW_TRACKING_URI is set.
 
-The backend already stores each run's events (flowerbed.run_tracker); this module replays
+The backend already stores each run's events (flowerbed.runs.run_tracker); this module replays
 them into MLflow on a thread of its own, after they are stored. So MLflow can never slow or
 fail a run: an unreachable server leaves one `mlflow_warning` event on the run (the API shows
 it) and the export retries every `mlflow_retry_seconds`, from where it stopped, until it

@@ -20,9 +20,9 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from flowerbed.db.models import TERMINAL_STATUSES, Round, Run, RunEvent, RunLog, Span
 from flowerbed.db.run_history import RunHistory
-from flowerbed.training_metrics import forget_run
+from flowerbed.db.tables import TERMINAL_STATUSES, Round, Run, RunEvent, RunLog, Span
+from flowerbed.runs.training_metrics import forget_run
 from flowerbed_app.runtime import checkpoints
 
 

@@ -1,0 +1,1 @@
+"""Using a trained model: checkpoints loaded as PyTorch modules, predictions and exports."""
