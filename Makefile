@@ -81,7 +81,7 @@ $(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SOURCES)
 	cd $(WEB) && npm run build
 
 # The dashboard's API types from the backend's OpenAPI document (the app object, no server); checked in, and
-# tests/test_api_types.py fails when they are out of date.
+# tests/backend/test_api_types.py fails when they are out of date.
 web-types: $(STAMP) $(WEB)/node_modules/.package-lock.json
 	$(PY) -m flowerbed.api.openapi_export | (cd $(WEB) && npx --no-install openapi-typescript -o src/api_types.ts)
 
@@ -93,7 +93,7 @@ test: setup
 	cd $(WEB) && npm run --silent lint && npm run --silent test
 	$(PY) -m pytest
 
-# Benchmarks are never part of `make test` (tests/test_bench_smoke.py runs each script tiny).
+# Benchmarks are never part of `make test` (tests/e2e/test_bench_smoke.py runs each script tiny).
 bench: setup
 	$(PY) bench/cold_start.py
 	$(PY) bench/aggregation.py

@@ -1,6 +1,6 @@
 """One lock for everything: what `make setup` installed is exactly requirements.lock (+ the dev lock).
 
-The images install the same requirements.lock (tests/test_compose_stack.py compares each built image
+The images install the same requirements.lock (tests/e2e/test_compose_stack.py compares each built image
 with it); here the local venv is compared, so local mode and the images cannot drift apart.
 """
 

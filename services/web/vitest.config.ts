@@ -1,5 +1,5 @@
 // Unit tests of the pure modules (panels, snapshot reducer, formatting) in a DOM implementation without a browser;
-// the real-browser tests are tests/test_dashboard*.py at the repository root.
+// the real-browser tests are tests/e2e/test_dashboard*.py at the repository root.
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({

@@ -7,7 +7,7 @@ the SuperNode logs "Run ID … is not in `RUNNING` status. Ignoring message" and
 back to pulling — but the task it already created still starts a ClientApp, whose
 reply arrives later. The next run's message is then paired with that stale reply,
 and the next run's own reply is never pushed: its round hangs on that node until
-the round timeout (tests/test_supernode.py reproduces it deterministically). The fix
+the round timeout (tests/e2e/test_supernode.py reproduces it deterministically). The fix
 keeps Flower's one-in, one-out pairing: when the confirmation is refused because the
 run is no longer running, the message counts as pulled, so the loop waits for its
 ClientApp's reply and pushes it (the SuperLink refuses it; Flower drops it) before

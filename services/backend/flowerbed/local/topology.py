@@ -4,7 +4,7 @@ compose.yaml is the one description of the topology. Local mode runs the same Fl
 services as processes on 127.0.0.1: each compose service's `org.flowerbed.local-role`
 label says what it is, and its `command:` gives the flags. Here we only swap container
 addresses for local ports and paths, and scale the SuperNode template to N nodes, so
-local mode and the container stack cannot drift apart (tests/test_topology.py).
+local mode and the container stack cannot drift apart (tests/backend/test_topology.py).
 """
 
 from __future__ import annotations

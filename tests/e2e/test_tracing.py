@@ -17,7 +17,7 @@ from otlp_receiver import OtlpReceiver
 from flowerbed.local.backend_process import local_tracing_env
 
 pytestmark = pytest.mark.federation
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES, BATCH = 300, 32
 
 

@@ -28,7 +28,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from compose_harness.engine import run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # What docs/deploy.md documents as published by the base stack (Grafana is left out by the harness).
 DOCUMENTED_PORTS = {"backend": ("FLOWERBED_API_PORT", 8080), "web": ("FLOWERBED_WEB_PORT", 80)}
 ENTRY_POINTS = ["flowerbed", "flowerbed-supernode", "flowerbed-superexec", "flower-superlink", "flower-superexec"]

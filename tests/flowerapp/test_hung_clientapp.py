@@ -2,7 +2,7 @@
 
 Flower stops waiting for a reply at round-timeout but leaves the ClientApp running, and
 its SuperNode takes no other message until that process ends. Two real hangs, injected
-inside the real handler by tests/fault_injection: one in Python (stopped at the deadline),
+inside the real handler by tests/support/fault_injection: one in Python (stopped at the deadline),
 one deadlocked in C code holding the GIL (only faulthandler's watchdog can end it).
 """
 

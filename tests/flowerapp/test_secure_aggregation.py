@@ -19,7 +19,7 @@ from flowerbed.local.topology import Ports
 from flowerbed_app.run_settings import RunSettings, SettingsError
 from flowerbed_app.runtime import checkpoints
 
-sys.path.insert(0, str(Path(__file__).parent / "secagg_capture"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "support" / "secagg_capture"))
 from capture import capture_env
 
 pytestmark = pytest.mark.federation

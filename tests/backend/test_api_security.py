@@ -24,7 +24,7 @@ from otlp_receiver import OtlpReceiver
 from flowerbed.local import launcher
 
 pytestmark = pytest.mark.federation
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""A test session to be interrupted: tests/test_process_cleanup.py runs this file in a pytest
+"""A test session to be interrupted: tests/e2e/test_process_cleanup.py runs this file in a pytest
 of its own (no `test_` file prefix: `make test` never collects it) and sends it SIGTERM while
 its federations run, as a CI timeout would."""
 

@@ -4,7 +4,7 @@ ends the SuperExec (Flower's own retry invoker SIGINTs its process on a 401).
 The node's ClientAppIo endpoint is played by a small HTTP server on 127.0.0.1 that answers
 every call with one status: 401 is what a SuperNode answers once the task's token is
 revoked. The real path — a stopped run's refused reply, with real processes — is in
-tests/test_supernode.py.
+tests/e2e/test_supernode.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A task that raises, one that dies of a signal and one that hangs past its round'
 must each be that node's failure, and the same warm parent must serve the node's next
 message; the parent must not grow over hundreds of tasks; and a model trained through
 forked tasks must equal, bit for bit, the one Flower's own executor (a new process per
-task) trains with the same seed. tests/fault_app is the Flower App that fails on request.
+task) trains with the same seed. tests/support/fault_app is the Flower App that fails on request.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from test_algorithms_federation import SMALL, _completed, _final_weights
 
 from flowerbed.local import launcher
 
-FAULT_APP = Path(__file__).resolve().parent / "fault_app"
+FAULT_APP = Path(__file__).resolve().parents[1] / "support" / "fault_app"
 WARM = {"FLOWERBED_SUPEREXEC_WARM": "1"}  # the default (flowerbed_node.exec_loop.DEFAULT_WARM), said explicitly
 WARM_FAULT_APP = {**WARM, "FLOWERBED_CLIENTAPP": "fault_app.client_app:app", "PYTHONPATH": str(FAULT_APP)}
 
@@ -40,7 +40,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def _fault_run(federation: launcher.Federation, results: Path, timeout: float, **config: Any) -> list[dict[str, Any]]:
-    """Run tests/fault_app to its end; the ServerApp's per-round records."""
+    """Run tests/support/fault_app to its end; the ServerApp's per-round records."""
     control = federation.control()
     run_id = control.start_run(FAULT_APP, {"result-file": str(results), **config})
     deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from flowerbed_app.task.networks import ResNet18, SimpleCNN, create_model
 from flowerbed_app.task.partition_cache import PartitionSpec, load_partition, partition_indices
 
 DATASET = "/usr/share/datasets/fashion-mnist"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dataset_loads_from_idx():

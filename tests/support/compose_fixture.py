@@ -27,7 +27,7 @@ from compose_harness import engine, standins
 from compose_harness.stack import ComposeStack, node_data_env
 from flowerbed.local.topology import free_port_block
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 TERMINAL = {"completed", "failed", "stopped"}
 # Tiny runs: a few hundred examples per client, every node in every round.
@@ -101,7 +101,7 @@ def _long_running(states: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
     return [s for name, s in states.items() if name not in ONE_SHOT]
 
 
-# compose.yaml marks its one-shot jobs with the label org.flowerbed.one-shot (tests/test_compose.py
+# compose.yaml marks its one-shot jobs with the label org.flowerbed.one-shot (tests/e2e/test_compose.py
 # checks every one of them is listed here).
 ONE_SHOT = {"preflight", "volumes-init", "certs", "supernode-register"}
 

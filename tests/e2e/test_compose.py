@@ -4,7 +4,7 @@ Each variant is rendered with compose v2's `config` (the file as compose will
 run it: anchors merged, overlays applied, variables from .env.example), then
 the parsed result is checked. No Docker engine is needed. The Grafana,
 Prometheus, Tempo and nginx files the services mount are checked here too.
-tests/test_compose_stack.py and tests/test_compose_tls.py boot the stack for real.
+tests/e2e/test_compose_stack.py and tests/e2e/test_compose_tls.py boot the stack for real.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 
 from compose_harness.engine import compose_binary
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "compose.yaml"
 TLS = ROOT / "compose.tls.yaml"
 REMOTE = ROOT / "deploy/remote-supernode/compose.yaml"
@@ -464,7 +464,7 @@ def test_the_stack_tests_know_every_one_shot_job(variant):
 
     _, cfg = variant
     one_shots = {name for name, svc in cfg["services"].items() if is_one_shot(svc)}
-    assert one_shots <= ONE_SHOT, f"one-shot jobs unknown to tests/compose_fixture.py: {one_shots - ONE_SHOT}"
+    assert one_shots <= ONE_SHOT, f"one-shot jobs unknown to tests/support/compose_fixture.py: {one_shots - ONE_SHOT}"
 
 
 def test_the_stack_refuses_weak_secrets_before_anything_holds_them(base):

@@ -26,7 +26,7 @@ from flowerbed.api.main import create_app
 from flowerbed.flower_control import FlowerControl, parse_superlink_url
 from flowerbed.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GENERATE = ROOT / "deploy/tls/generate-certs.sh"
 
 

@@ -24,7 +24,7 @@ from flowerbed.flower_control import FlowerControl
 from flowerbed_app.runtime.progress_events import PREFIX
 
 pytestmark = pytest.mark.federation
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOST_SECONDS = 20
 TERMINAL = ("completed", "failed", "stopped")
 
@@ -102,7 +102,7 @@ def _online(control: FlowerControl) -> int:
 
 
 def _half_line_app(directory: Path) -> Path:
-    """A Flower App from tests/half_line_app with the real app's run-config keys (Flower refuses unknown ones)."""
+    """A Flower App from tests/support/half_line_app with the real app's run-config keys (Flower refuses unknown ones)."""
     pyproject = (ROOT / "services/flowerapp/pyproject.toml").read_text()
     for old, new in {
         'name = "flowerbed-app"': 'name = "half-line-app"',
@@ -115,7 +115,7 @@ def _half_line_app(directory: Path) -> Path:
     (directory / "half_line_app").mkdir(parents=True)
     (directory / "pyproject.toml").write_text(pyproject)
     for name in ("__init__.py", "server_app.py"):
-        shutil.copy(Path(__file__).parent / "half_line_app" / name, directory / "half_line_app" / name)
+        shutil.copy(Path(__file__).parents[1] / "support" / "half_line_app" / name, directory / "half_line_app" / name)
     return directory
 
 

@@ -21,7 +21,7 @@ from flowerbed.settings_surfaces import BEGIN, END, markdown_table, with_app_con
 from flowerbed_app import run_settings as rs
 from flowerbed_app.run_settings import SETTINGS, RunSettings, SettingsError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 API_NAMES = {item.name for item in API_SETTINGS}
 
 

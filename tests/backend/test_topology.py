@@ -20,7 +20,7 @@ from flowerbed.local.topology import (
     role_of,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Flags whose values are addresses or paths: container names locally become 127.0.0.1 ports.
 ADDRESS_FLAGS = {"--host", "--port", "--superlink", "--runtime-api-address", "--database"}
 

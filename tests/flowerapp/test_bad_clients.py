@@ -1,6 +1,6 @@
 """Bad client updates are that node's failure, never the run's — on real federations.
 
-Misbehaving nodes come from tests/fault_injection (a test-only wrapper around the real
+Misbehaving nodes come from tests/support/fault_injection (a test-only wrapper around the real
 ClientApp, put on the test federation's PYTHONPATH): each trains for real, then spoils
 its reply the way a broken or hostile node would.
 """

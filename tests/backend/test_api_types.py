@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flowerbed.api.openapi_export import openapi_document
 
-WEB = Path(__file__).resolve().parent.parent / "services" / "web"
+WEB = Path(__file__).resolve().parents[2] / "services" / "web"
 
 
 def test_checked_in_api_types_match_the_backend() -> None:

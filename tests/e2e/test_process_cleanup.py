@@ -16,13 +16,16 @@ from process_census import kill_all, leftovers_after, processes_using
 from flowerbed.local.process_leash import leash
 
 pytestmark = pytest.mark.federation
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sigterm_to_a_test_session_leaves_no_flower_process(tmp_path):
     base, ready = tmp_path / "inner", tmp_path / "ready"
     inner = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={base}", "tests/interrupted_session.py"],
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+            *(f"--basetemp={base}", "tests/support/interrupted_session.py"),
+        ],
         cwd=ROOT,
         env={**os.environ, READY_ENV: str(ready)},
         stdout=subprocess.PIPE,

@@ -1,6 +1,6 @@
 """ "Try it" in a real browser: a Fashion-MNIST image chosen or dropped, the model's top classes shown.
 
-The shared backend and the session's trained SimpleCNN (tests/model_fixture.py); Debian's Chromium through
+The shared backend and the session's trained SimpleCNN (tests/support/model_fixture.py); Debian's Chromium through
 the launch helper and `page` fixture of test_dashboard.py. Screenshot: test-artifacts/try-it.png.
 """
 

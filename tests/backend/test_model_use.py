@@ -1,7 +1,7 @@
 """The model leaves the platform: exports (ONNX, TorchScript, safetensors), predictions, lineage.
 
 Against the real backend process and checkpoints written by the ServerApp's own writer
-(tests/model_fixture.py); lineage through a real federated run that starts from one.
+(tests/support/model_fixture.py); lineage through a real federated run that starts from one.
 """
 
 from __future__ import annotations

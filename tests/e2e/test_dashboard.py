@@ -32,10 +32,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from flowerbed.local import launcher
 from flowerbed.local.topology import Ports
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 # The README's screenshot is refreshed only on request, so a test run leaves the checkout clean:
-# FLOWERBED_UPDATE_README_SHOT=1 .venv/bin/python -m pytest tests/test_dashboard.py
+# FLOWERBED_UPDATE_README_SHOT=1 .venv/bin/python -m pytest tests/e2e/test_dashboard.py
 UPDATE_README_SHOT = os.environ.get("FLOWERBED_UPDATE_README_SHOT") == "1"
 README_SHOT = ROOT / "docs" / "dashboard.png" if UPDATE_README_SHOT else ARTIFACTS / "dashboard.png"
 RUN_TIMEOUT_MS = 240_000

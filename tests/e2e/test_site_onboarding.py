@@ -35,7 +35,7 @@ from flowerbed import site_setup
 from flowerbed.flower_control import FlowerControl
 from flowerbed.local.process_leash import leash
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 FLEET_ADDRESS = "sites.example.org:9443"
 FLOWER_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
