@@ -35,8 +35,8 @@ from flowerbed.api.schemas import (
     Prediction,
     PredictionResult,
 )
-from flowerbed.model_use import image_predict, model_export, row_predict
-from flowerbed.model_use.loaded_checkpoints import LoadedModel, model_input
+from flowerbed.model_use import image_predict, model_export, prediction_input, row_predict
+from flowerbed.model_use.loaded_checkpoints import model_input
 from flowerbed_app.runtime import checkpoints
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -230,46 +230,9 @@ async def predict(
     meta = await run_in_threadpool(_find, settings, model_id)
     body = await request.body()  # already bounded: the body limit runs before this route
     loaded = await run_in_threadpool(cache.get, meta)
-    x = _model_input_of(loaded, body, request.headers.get("content-type", ""))
+    x = prediction_input.decode(loaded, body, request.headers.get("content-type", ""))
     ranked = await run_in_threadpool(loaded.classify, x)
     return PredictionResult(model_id=loaded.model_id, model=loaded.architecture, predictions=[Prediction(**p) for p in ranked])
-
-
-def _model_input_of(loaded: LoadedModel, body: bytes, content_type: str) -> Any:
-    """The body as the model's input, or a 422 saying what this model takes instead."""
-    spec = loaded.input
-    is_row = row_predict.is_row(content_type)
-    name = f"model {loaded.model_id} ({loaded.architecture})"
-    if spec.kind == "table":
-        if not is_row:
-            media_type = content_type.split(";", 1)[0].strip() or "none"
-            what = "an image" if media_type.lower() in image_predict.MEDIA_TYPES else f"a body of type {media_type}"
-            raise _invalid(
-                ("header", "content-type"),
-                f"{name} takes a table row, not {what}: send "
-                f'{{"{row_predict.FIELD}": {{"<column>": <number>, ...}}}} with Content-Type {row_predict.MEDIA_TYPE}',
-            )
-        try:
-            return row_predict.decode(body, spec)
-        except row_predict.RowRejected as exc:
-            raise RequestValidationError(
-                [{"type": "value_error", "loc": loc, "msg": msg, "input": None} for loc, msg in exc.errors]
-            ) from None
-    if is_row:
-        _, height, width = spec.shape
-        raise _invalid(
-            ("header", "content-type"),
-            f"{name} takes an image, not a table row: send the {width}×{height} PNG or JPEG file itself as the body "
-            "with Content-Type image/png or image/jpeg",
-        )
-    try:
-        return image_predict.decode(body, content_type, spec.shape)
-    except image_predict.ImageRejected as exc:
-        raise _invalid(exc.loc, exc.reason) from None
-
-
-def _invalid(loc: tuple[str, ...], msg: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": msg, "input": None}])
 
 
 @router.get("/{model_id}/lineage", response_model=ModelLineage, responses={404: {"model": Message}})
