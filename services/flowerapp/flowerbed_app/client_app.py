@@ -40,10 +40,10 @@ from flowerbed_app.runtime.compute_slots import maybe_compute_slot
 from flowerbed_app.runtime.handler_deadline import deadline, seconds_left
 from flowerbed_app.runtime.process_clock import process_started_at
 from flowerbed_app.strategy import reply_contract as contract
-from flowerbed_app.task.data_description import conversion_from_config, describe
+from flowerbed_app.task import client_inputs
+from flowerbed_app.task.data_description import describe
 from flowerbed_app.task.networks import FASHION_MNIST_SHAPE, create_model
-from flowerbed_app.task.node_data import NodeDataError, data_dir_of, load_for_run, read_raw
-from flowerbed_app.task.partition_cache import Partition, load_partition
+from flowerbed_app.task.node_data import NodeDataError, data_dir_of, read_raw
 from flowerbed_app.task.training import DpSgd, evaluate, scheduled_learning_rate, train
 
 MODULE_LOADED_AT = time.time()
@@ -77,54 +77,6 @@ def warm_up() -> None:
         torch.random.set_rng_state(rng)
 
 
-def _node(context: Context) -> tuple[int, int]:
-    try:
-        return int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
-    except KeyError as exc:
-        raise ValueError(
-            f"SuperNode is missing node-config {exc}; start it with --node-config 'partition-id=<i> num-partitions=<n>'"
-        ) from None
-
-
-def _partition_id(settings: RunSettings, context: Context) -> int:
-    """This node's partition, for seeds and traces; -1 when it trains on its own data."""
-    return -1 if settings.data_source == "node" else _node(context)[0]
-
-
-def _partition(settings: RunSettings, context: Context, config: Any) -> tuple[int, Partition]:
-    if settings.data_source == "node":
-        directory = data_dir_of(context.node_config)
-        conversion = conversion_from_config(config)
-        data = load_for_run(directory, settings.label_column, conversion, settings.validation_fraction, settings.seed)
-        return -1, data
-    partition_id, num_partitions = _node(context)
-    return partition_id, load_partition(settings.partition_spec(partition_id, num_partitions))
-
-
-def _seed_key(partition_id: int, context: Context) -> int:
-    """Sets nodes' shuffling apart: the partition, or for nodes with their own data (no
-    partition) their Flower node id."""
-    return partition_id if partition_id >= 0 else int(context.node_id) % 1_000_003
-
-
-def _capped(settings: RunSettings, x: Any, y: Any) -> tuple[Any, Any]:
-    """At most max-train-examples of a split (0: all). Quick runs cap validation too: a
-    smoke run of 64 training examples should not validate on thousands."""
-    if settings.max_train_examples:
-        return x[: settings.max_train_examples], y[: settings.max_train_examples]
-    return x, y
-
-
-def _global_model(settings: RunSettings, msg: Message) -> torch.nn.Module:
-    if settings.data_source == "node":
-        conversion = conversion_from_config(msg.content["config"])
-        model = create_model(settings.model, len(conversion.classes), conversion.input_shape)
-    else:
-        model = create_model(settings.model, 10, FASHION_MNIST_SHAPE)
-    model.load_state_dict(msg.content[contract.ARRAYS].to_torch_state_dict())
-    return model
-
-
 @app.train()
 def train_fn(msg: Message, context: Context) -> Message:
     handler_started = time.time()
@@ -139,7 +91,7 @@ def train_fn(msg: Message, context: Context) -> Message:
 def _train_handler(msg: Message, context: Context, settings: RunSettings, handler_started: float) -> Message:
     config = msg.content["config"]
     server_round = int(config.get("server-round", 0))
-    partition_id = _partition_id(settings, context)
+    partition_id = client_inputs.partition_id(settings, context)
     _setup_tracing(context, partition_id)
     try:
         with telemetry.span(
@@ -168,12 +120,12 @@ def _train(
     slot_acquired: float,
 ) -> Message:
     config = msg.content["config"]
-    partition_id, part = _partition(settings, context, config)
-    model = _global_model(settings, msg)
-    x_val, y_val = _capped(settings, part.x_val, part.y_val)
+    partition_id, part = client_inputs.partition(settings, context, config)
+    model = client_inputs.global_model(settings, msg)
+    x_val, y_val = client_inputs.capped(settings, part.x_val, part.y_val)
     val_loss, val_accuracy = evaluate(model, x_val, y_val)
 
-    x, y = _capped(settings, part.x_train, part.y_train)
+    x, y = client_inputs.capped(settings, part.x_train, part.y_train)
     span.set_attribute("fl.num_examples", len(y))
     tracing = telemetry.enabled()
     received = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -195,7 +147,7 @@ def _train(
         weight_decay=settings.weight_decay,
         epochs=settings.local_epochs,
         batch_size=settings.batch_size,
-        seed=settings.seed * 100_003 + server_round * 1_009 + _seed_key(partition_id, context),
+        seed=settings.seed * 100_003 + server_round * 1_009 + client_inputs.seed_key(partition_id, context),
         epoch_scope=(lambda epoch: telemetry.span("train.epoch", epoch=epoch)) if tracing else None,
         step_scope=step_scope(settings.trace_step_every) if tracing else None,
         proximal_mu=float(config.get("proximal-mu", 0.0)),  # FedProx puts mu into the train config
@@ -275,7 +227,7 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
     handler_started = time.time()
     settings = RunSettings.from_run_config(context.run_config)
     config = msg.content["config"]
-    partition_id = _partition_id(settings, context)
+    partition_id = client_inputs.partition_id(settings, context)
     _setup_tracing(context, partition_id)
     try:
         with telemetry.span(
@@ -289,9 +241,9 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
         ):
             limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
             with deadline(limit, "federated evaluation"), maybe_compute_slot() as slot_acquired:
-                partition_id, part = _partition(settings, context, config)
-                model = _global_model(settings, msg)
-                x_val, y_val = _capped(settings, part.x_val, part.y_val)
+                partition_id, part = client_inputs.partition(settings, context, config)
+                model = client_inputs.global_model(settings, msg)
+                x_val, y_val = client_inputs.capped(settings, part.x_val, part.y_val)
                 loss, accuracy = evaluate(model, x_val, y_val)
     finally:
         telemetry.flush()  # after the span ended (see train_fn)
@@ -326,7 +278,7 @@ def _client_record(settings: RunSettings, context: Context, handler_started: flo
     compute slot)."""
     where: dict[str, int] = {}
     if settings.data_source == "partitions":
-        partition_id, num_partitions = _node(context)
+        partition_id, num_partitions = client_inputs.node(context)
         where = {contract.PARTITION_ID: partition_id, contract.NUM_PARTITIONS: num_partitions}
     return ConfigRecord(
         {
