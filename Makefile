@@ -89,9 +89,19 @@ run: setup
 	$(VENV)/bin/flowerbed up --nodes 3
 
 # The dashboard's lint and unit tests (vitest, no browser) first: seconds, before the federations.
+# Then two pytest sessions side by side: the tests marked `containers` (compose stacks on the Docker
+# engine: mostly waiting on containers) and all the others; the containers' output is printed
+# once both are done, and either failing fails `make test`. `pytest` alone runs them all in turn.
 test: setup
 	cd $(WEB) && npm run --silent lint && npm run --silent test
-	$(PY) -m pytest
+	@log=$$(mktemp); \
+	$(PY) -m pytest -m containers -p no:cacheprovider > $$log 2>&1 & containers=$$!; \
+	$(PY) -m pytest -m "not containers"; others=$$?; \
+	wait $$containers; with_containers=$$?; \
+	echo; echo "==================== tests with containers (run alongside) ===================="; \
+	cat $$log; rm -f $$log; \
+	echo "make test: tests without containers exited $$others, tests with containers $$with_containers"; \
+	test $$others -eq 0 && test $$with_containers -eq 0
 
 # Benchmarks are never part of `make test` (tests/e2e/test_bench_smoke.py runs each script tiny).
 bench: setup

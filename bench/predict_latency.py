@@ -66,7 +66,8 @@ def main() -> None:
         script = lua_script(data_dir, png())
         with backend(data_dir, TOKEN) as base:
             predict = f"{base}/models/{meta['model_id']}/predict"
-            warm = httpx.post(predict, content=png(), headers={"Content-Type": "image/png", "Authorization": f"Bearer {TOKEN}"})
+            headers = {"Content-Type": "image/png", "Authorization": f"Bearer {TOKEN}"}
+            warm = httpx.post(predict, content=png(), headers=headers, timeout=60)  # loads the model: not measured
             assert warm.status_code == 200, warm.text  # also loads the model: wrk measures the steady state
             c = args.connections
             results = {

@@ -40,7 +40,7 @@ MODULES = [
     "flowerbed_node.superexec",
 ]
 
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")

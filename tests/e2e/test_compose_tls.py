@@ -20,7 +20,7 @@ from compose_harness import remote, standins
 from compose_harness.engine import run
 from compose_harness.stack import IMAGE_PREFIX, IMAGE_TAG
 
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 FLOWER_IMAGE = f"{IMAGE_PREFIX}/clientapp:{IMAGE_TAG}"
 
 # volume → {file: (mode, owner uid)}: each private key only in its consumer's volume.

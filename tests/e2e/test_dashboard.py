@@ -186,6 +186,15 @@ def test_start_run_from_the_form_and_watch_it_complete(backend: Any, page: Page)
     expect(page.get_by_test_id("run-accuracy")).to_have_text(as_percent(run["accuracy"]))
     shot(page, "05-completed")
 
+    # What each node that trained holds: its partition's size and label histogram, in the API and on the page.
+    described = run["node_data"]["nodes"]
+    trained = {c["node_id"] for r in run["rounds"] for c in r["clients"]}
+    assert {n["node_id"] for n in described} == trained, (described, trained)
+    assert all(len(n["classes"]) == 10 and sum(n["classes"].values()) == n["examples"] > 0 for n in described), described
+    histograms = page.get_by_test_id("node-data-card").get_by_test_id("label-histogram")
+    expect(histograms).to_have_count(len(described))
+    expect(histograms.first.locator(".histogram-row")).to_have_count(10)
+
     page.evaluate("window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
     README_SHOT.parent.mkdir(exist_ok=True)

@@ -33,6 +33,18 @@ def test_two_rounds_iid_learn_and_checkpoints_reproduce_accuracy(start_federatio
         assert len(r["clients"]) == 2 and not r["failures"]
         assert all(c["num_examples"] > 10_000 for c in r["clients"])
 
+    # What each node holds, described once it has replied: its partition's label histogram.
+    described = outcome.of("data_described")
+    trained = {c["node_id"]: c["partition_id"] for r in rounds for c in r["clients"]}
+    assert 1 <= len(described) <= len(rounds)  # only when a round brought a node not described yet
+    nodes = {n["node_id"]: n for n in described[-1]["nodes"]}
+    assert set(nodes) == set(trained), (nodes, trained)
+    for node_id, partition_id in trained.items():
+        node = nodes[node_id]
+        assert node["format"] == f"Fashion-MNIST partition {partition_id + 1} of 3 (iid)"
+        assert node["examples"] == 20_000 and sum(node["classes"].values()) == 20_000  # 60,000 / 3, train + validation
+        assert len(node["classes"]) == 10 and all(1_700 < n < 2_300 for n in node["classes"].values()), node
+
     # Every round's checkpoint loads into a fresh model and reproduces the reported accuracy.
     store = Path(federation.data_dir) / "models"
     saved = outcome.of("checkpoint_saved")

@@ -9,6 +9,9 @@ stopped, so the race happens on every run of this test.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +157,42 @@ def test_the_runtime_api_holds_a_task_request_until_a_task_exists() -> None:
     changes.close()
     started = time.monotonic()
     assert not acquire(None, None).HasField("task") and time.monotonic() - started < 1.0  # shutdown releases waiters
+
+
+def test_object_pulls_back_off_from_50_ms_on_the_node_and_in_the_serverapp() -> None:
+    """A message that arrives before its objects costs Flower a 1 s first back-off (seen: half
+    the rounds of a 1-node federation 1 s longer). Both pullers of ours start at 50 ms; the
+    waits asked for are recorded, not timed. In a subprocess: the patches are process-wide."""
+    code = """
+import json, sys, threading
+from flwr.superlink.grid import http_grid
+from flwr.supercore.inflatable.inflatable_utils import ObjectUnavailableError
+from flwr.supernode import start_client_internal as node_loop
+from flowerbed_app import fast_grid
+from flowerbed_node import supernode
+
+supernode.install()
+assert fast_grid.quicken_object_pulls()
+waits = []
+real_wait = threading.Event.wait
+def wait(self, timeout=None):
+    if sys._getframe(1).f_code.co_name != "pull_with_retries":
+        return real_wait(self, timeout)
+    waits.append(timeout)
+    return real_wait(self, 0)
+threading.Event.wait = wait
+for pull in (node_loop.pull_objects, http_grid.pull_objects):
+    calls = []
+    def pull_object(object_id):
+        calls.append(object_id)
+        if len(calls) < 3:
+            raise ObjectUnavailableError(object_id)
+        return b"content"
+    assert pull(["object"], pull_object) == {"object": b"content"}
+print(json.dumps(waits))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    waits = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(waits) == 4, waits  # two retries per puller
+    assert all(wait <= 0.05 * 2 * 1.2 for wait in waits), waits  # 50 ms, doubling, ±20 % jitter

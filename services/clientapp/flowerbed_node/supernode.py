@@ -22,6 +22,9 @@ Its waits are Flower's fixed sleeps made to follow the work:
 - Waiting for its ClientApp's reply and the reply's objects: Flower sleeps 0.5 s
   between looks at its own in-memory state. Here those waits end as soon as the
   state changes (a message or object stored), so a reply leaves the node at once.
+- Pulling a message's objects from the SuperLink: when the message comes before its
+  objects are all there, Flower waits 1 s before asking again; here 50 ms (doubling to
+  the same 10 s cap, same number of tries).
 - Its executor asking for a task (`AcquireTask` on the Runtime API): answered as soon
   as a task exists, held up to `TASK_HOLD_SECONDS` otherwise, instead of "nothing"
   at once: the executor needs no fast polling to start a ClientApp without delay.
@@ -62,6 +65,7 @@ POLL_ENV = "FLOWERBED_SUPERNODE_POLL_SECONDS"
 IDLE_POLL_ENV = "FLOWERBED_SUPERNODE_IDLE_POLL_SECONDS"
 DEFAULT_POLL, DEFAULT_IDLE_POLL = 0.5, 3.0
 TASK_HOLD_SECONDS = 5.0
+OBJECT_PULL_BACKOFF_SECONDS = 0.05
 # Flower's loop functions whose sleeps wait on this node's own state, not on the network.
 _LOCAL_WAITS = ("_push_messages", "yield_object_contents")
 
@@ -192,6 +196,8 @@ def check_flower() -> None:
         raise _refuse("its waits are no longer time.sleep in start_client_internal / _push_messages")
     if list(inspect.signature(runtime_handlers.acquire_task).parameters) != ["request", "state"]:
         raise _refuse(f"runtime_handlers.acquire_task{inspect.signature(runtime_handlers.acquire_task)}")
+    if "initial_backoff" not in inspect.signature(flower_loop.pull_objects).parameters:
+        raise _refuse(f"pull_objects{inspect.signature(flower_loop.pull_objects)}")
     for method in ("create_task", "store_message", "store_object"):
         if not callable(getattr(InMemoryNodeState, method, None)):
             raise _refuse(f"InMemoryNodeState.{method} is gone")
@@ -205,6 +211,7 @@ def install(pacer: Pacer | None = None, hold: float = TASK_HOLD_SECONDS) -> Stat
     pacer = pacer or Pacer(DEFAULT_POLL, DEFAULT_IDLE_POLL)
     changes = StateChanges()
     flower_loop.time = _NodeTime(pacer, changes)
+    flower_loop.pull_objects = functools.partial(flower_loop.pull_objects, initial_backoff=OBJECT_PULL_BACKOFF_SECONDS)
     flower_loop._pull_and_store_message = _patched_pull(flower_loop._pull_and_store_message, pacer.mark_busy, changes)
     for method in ("create_task", "store_message", "store_object"):
         setattr(InMemoryNodeState, method, _notifying(getattr(InMemoryNodeState, method), changes))

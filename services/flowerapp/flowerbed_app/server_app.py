@@ -35,6 +35,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from flowerbed_app.algorithms import secure_aggregation
+from flowerbed_app.partition_data import PartitionData
 from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.runtime import checkpoint_retention, checkpoints, telemetry
 from flowerbed_app.runtime.progress_events import EventEmitter
@@ -126,6 +127,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         strategy.current(1).failures.extend(survey.failures)  # shown with round 1, where they left the run
     eval_model = new_model()
     final: dict[str, Any] = {}
+    partitions = PartitionData(settings) if survey is None else None  # the survey described the nodes' own data
 
     evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="centralized-evaluation")
     pending: list[Future[None]] = []
@@ -147,6 +149,8 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
                 f"({', '.join(bad[:3])}{', …' if len(bad) > 3 else ''}); nothing of it was checkpointed — "
                 "lower the (server) learning rate, or use a robust strategy such as fedmedian or krum"
             )
+        if partitions is not None and (described := partitions.describe_new(record.clients)) is not None:
+            events.emit("data_described", nodes=described, failures=[])
         pending.append(evaluator.submit(_finish_round_in_background, record, state))
         return None  # Flower keeps no centralized metrics of ours: our events carry them
 

@@ -1024,7 +1024,7 @@ export interface components {
              * @description Grafana Explore (compose) or the dashboard's trace view (local).
              */
             trace_url?: string | null;
-            /** @description data_source=node: what each node described about its data before round 1 (`nodes`: node_id, site, format, examples, columns or image_shape, classes with counts under 5 as '< 5') and the nodes left out for want of usable data (`failures`: node_id, reason). Never any of the data itself. */
+            /** @description What each node holds. data_source=node: what each node described about its data before round 1 (`nodes`: node_id, site, format, examples, columns or image_shape, classes with counts under 5 as '< 5') and the nodes left out for want of usable data (`failures`: node_id, reason). Partitioned runs: each node's partition (format, examples, classes), computed by the ServerApp once the node has replied. Never any of the data itself. */
             node_data?: components["schemas"]["NodeDataReport"] | null;
             /** @description Only when the backend mirrors runs into MLflow. */
             mlflow?: components["schemas"]["MlflowExport"] | null;

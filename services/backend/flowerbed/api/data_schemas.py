@@ -1,5 +1,6 @@
-"""What a node says about its data (data_source=node), as `GET /training/{id}` (`node_data`) and `GET /nodes`
-(`data`) show it: sizes, shape and the label histogram, never any of the data itself."""
+"""What a node holds — what it said about its own data (data_source=node) or its partition of a partitioned run —
+as `GET /training/{id}` (`node_data`) and `GET /nodes` (`data`) show it: sizes, shape and the label histogram,
+never any of the data itself."""
 
 from __future__ import annotations
 

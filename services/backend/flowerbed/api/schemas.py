@@ -120,9 +120,11 @@ class RunDetail(RunSummary):
     trace_url: str | None = Field(None, description="Grafana Explore (compose) or the dashboard's trace view (local).")
     node_data: NodeDataReport | None = Field(
         None,
-        description="data_source=node: what each node described about its data before round 1 (`nodes`: node_id, "
-        "site, format, examples, columns or image_shape, classes with counts under 5 as '< 5') and the nodes left out "
-        "for want of usable data (`failures`: node_id, reason). Never any of the data itself.",
+        description="What each node holds. data_source=node: what each node described about its data before round 1 "
+        "(`nodes`: node_id, site, format, examples, columns or image_shape, classes with counts under 5 as '< 5') and "
+        "the nodes left out for want of usable data (`failures`: node_id, reason). Partitioned runs: each node's "
+        "partition (format, examples, classes), computed by the ServerApp once the node has replied. Never any of the "
+        "data itself.",
     )
     mlflow: MlflowExport | None = Field(None, description="Only when the backend mirrors runs into MLflow.")
 

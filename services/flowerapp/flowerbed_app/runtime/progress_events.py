@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 EVENT_TYPES = (
     "run_started",
     "waiting_for_nodes",
-    "data_described",  # data-source=node: each node's data description, before round 1
+    "data_described",  # what each node holds: data-source=node before round 1; partitions once a node has replied
     "round_started",
     "round_finished",
     "checkpoint_saved",

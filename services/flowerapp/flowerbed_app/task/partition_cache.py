@@ -82,19 +82,37 @@ def partition_indices(labels: np.ndarray, spec: PartitionSpec) -> np.ndarray:
 
 def split_sizes(spec: PartitionSpec) -> list[tuple[int, int]]:
     """(training, validation) example counts of every partition of `spec`'s split (its
-    partition_id is ignored), cached on disk: the ServerApp bounds what each node may
-    claim to have trained on without ever holding the partitions themselves."""
+    partition_id is ignored): the ServerApp bounds what each node may claim to have
+    trained on without ever holding the partitions themselves."""
+    return [(int(train), int(val)) for train, val in _split_summary(spec)["sizes"]]
+
+
+def split_classes(spec: PartitionSpec) -> list[list[int]]:
+    """Examples per class (label i at index i) of every partition of `spec`'s split, training
+    and validation together: what the run view shows each node of a partitioned run holding."""
+    return [[int(count) for count in row] for row in _split_summary(spec)["classes"]]
+
+
+def _split_summary(spec: PartitionSpec) -> dict[str, Any]:
+    """Sizes and class counts of every partition, from one partitioning, cached on disk."""
     key = replace(spec, partition_id=-1).cache_key()
-    path = cache_dir() / "split-sizes" / f"{key}.json"
+    path = cache_dir() / "split-summary" / f"{key}.json"
     try:
-        return [(int(train), int(val)) for train, val in json.loads(path.read_text())]
-    except (OSError, ValueError, TypeError):
+        summary = json.loads(path.read_text())
+        if len(summary["sizes"]) == len(summary["classes"]) == spec.num_partitions:
+            return summary
+    except (OSError, ValueError, TypeError, KeyError):
         pass  # not cached yet (or unreadable): compute it
     _, labels = load_split(spec.source, "train")
     partitioner = _partitioner(labels, spec)
-    sizes = [_split_counts(len(partitioner.load_partition(i)), spec.validation_fraction) for i in range(spec.num_partitions)]
-    _atomic_write(path, lambda f: f.write(json.dumps(sizes).encode()))
-    return sizes
+    parts = [np.asarray(partitioner.load_partition(i)["label"], dtype=np.int64) for i in range(spec.num_partitions)]
+    num_classes = int(labels.max()) + 1
+    summary = {
+        "sizes": [_split_counts(len(part), spec.validation_fraction) for part in parts],
+        "classes": [np.bincount(part, minlength=num_classes).tolist() for part in parts],
+    }
+    _atomic_write(path, lambda f: f.write(json.dumps(summary).encode()))
+    return summary
 
 
 def _partitioner(labels: np.ndarray, spec: PartitionSpec) -> Any:

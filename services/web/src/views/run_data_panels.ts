@@ -17,7 +17,7 @@ export interface SettingSchema extends JsonSchema {
   "x-advanced"?: boolean;
 }
 
-/** data_source=node: what each node holds (never the data): size, shape and its label histogram. */
+/** What each node holds (its own data, or its partition; never the data): size, shape and its label histogram. */
 export function nodeDataPanel(run: RunDetail): HTMLElement | null {
   const data = run.node_data;
   if (!data) return null;

@@ -20,5 +20,5 @@ def train(msg: Message, context: Context) -> Message:
         os.abort()
     if fault == "hang":
         time.sleep(3600)
-    reply = ConfigRecord({"pid": os.getpid(), "ppid": os.getppid()})
+    reply = ConfigRecord({"pid": os.getpid(), "ppid": os.getppid(), "handled_at": time.time()})
     return Message(RecordDict({"process": reply}), reply_to=msg)

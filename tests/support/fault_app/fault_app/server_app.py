@@ -28,7 +28,8 @@ def main(grid: Grid, context: Context) -> None:
             ]
             started = time.time()
             replies = fast.send_and_receive(messages, timeout=float(config["round-timeout"]))
-            record = {"round": server_round, "seconds": round(time.time() - started, 2), "faulty_node": nodes[0], "replies": {}}
+            seconds = round(time.time() - started, 2)
+            record = {"round": server_round, "started_at": started, "seconds": seconds, "faulty_node": nodes[0], "replies": {}}
             for reply in replies:
                 node = fast.destinations.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
                 if reply.has_error():
