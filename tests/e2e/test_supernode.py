@@ -168,7 +168,7 @@ import json, sys, threading
 from flwr.superlink.grid import http_grid
 from flwr.supercore.inflatable.inflatable_utils import ObjectUnavailableError
 from flwr.supernode import start_client_internal as node_loop
-from flowerbed_app import fast_grid
+from flowerbed_app.strategy import fast_grid
 from flowerbed_node import supernode
 
 supernode.install()

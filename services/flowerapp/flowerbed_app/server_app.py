@@ -35,7 +35,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from flowerbed_app.algorithms import secure_aggregation
-from flowerbed_app.partition_data import PartitionData
 from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.runtime import checkpoint_retention, checkpoints, telemetry
 from flowerbed_app.runtime.progress_events import EventEmitter
@@ -48,6 +47,7 @@ from flowerbed_app.task.data_survey import Survey, survey_nodes
 from flowerbed_app.task.fashion_mnist import check_source
 from flowerbed_app.task.networks import FASHION_MNIST_SHAPE, create_model
 from flowerbed_app.task.partition_cache import load_test_split
+from flowerbed_app.task.partition_data import PartitionData
 from flowerbed_app.task.training import evaluate, seeded_model
 
 app = ServerApp()

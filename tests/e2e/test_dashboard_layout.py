@@ -18,7 +18,7 @@ from conftest import free_port
 from playwright.sync_api import Browser, Page, expect
 from test_dashboard import ARTIFACTS, api, browser, open_dashboard  # noqa: F401 (fixtures)
 
-from flowerbed.backend_process import local_tracing_env
+from flowerbed.local.backend_process import local_tracing_env
 
 WIDTHS = {1280: 800, 390: 844}
 

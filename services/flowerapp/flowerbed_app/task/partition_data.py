@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowerbed_app.fashion_mnist import CLASS_NAMES, SHAPE
-from flowerbed_app.partition_cache import split_classes
 from flowerbed_app.run_settings import RunSettings
+from flowerbed_app.task.fashion_mnist import CLASS_NAMES, SHAPE
+from flowerbed_app.task.partition_cache import split_classes
 
 
 class PartitionData:
