@@ -15,7 +15,7 @@ export FLWR_HOME := $(CURDIR)/.flowerbed/flwr-home
 # nginx-light runs the dashboard's nginx configuration in tests.
 APT_PACKAGES := dataset-fashion-mnist chromium chromium-driver postgresql-15 docker-compose wrk debootstrap nginx-light
 
-.PHONY: setup system-packages web run test lint bench clean lock wheelhouse compose-up compose-down
+.PHONY: setup system-packages web web-types run test lint bench clean lock wheelhouse compose-up compose-down
 
 setup: system-packages $(STAMP) web
 
@@ -80,10 +80,17 @@ $(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
 $(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SOURCES)
 	cd $(WEB) && npm run build
 
+# The dashboard's API types from the backend's OpenAPI document (the app object, no server); checked in, and
+# tests/test_api_types.py fails when they are out of date.
+web-types: $(STAMP) $(WEB)/node_modules/.package-lock.json
+	$(PY) -m flowerbed.api.openapi_export | (cd $(WEB) && npx --no-install openapi-typescript -o src/api_types.ts)
+
 run: setup
 	$(VENV)/bin/flowerbed up --nodes 3
 
+# The dashboard's lint and unit tests (vitest, no browser) first: seconds, before the federations.
 test: setup
+	cd $(WEB) && npm run --silent lint && npm run --silent test
 	$(PY) -m pytest
 
 # Benchmarks are never part of `make test` (tests/test_bench_smoke.py runs each script tiny).
@@ -104,6 +111,7 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd $(WEB) && npm run --silent lint
 
 clean:
 	rm -rf .flowerbed

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from flowerbed import launcher
+from flowerbed import launcher, process_groups
 from flowerbed.run_follower import follow
 from flowerbed.topology import Ports, free_port_block
 
@@ -79,14 +78,7 @@ def backend(data_dir: Path, token: str, ready_timeout: float = 60.0) -> Iterator
             time.sleep(0.1)
         yield base
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+        process_groups.stop_groups([server.pid], grace=30)
 
 
 def run(fed: launcher.Federation, app: Path, config: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:

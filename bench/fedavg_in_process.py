@@ -31,7 +31,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from flowerbed_app.models import create_model
 from flowerbed_app.partition_cache import load_partition, load_test_split
-from flowerbed_app.run_settings import RunSettings
+from flowerbed_app.run_settings import BY_KEY, RunSettings
 from flowerbed_app.strategies import STRATEGIES
 from flowerbed_app.training import evaluate, scheduled_learning_rate, seeded_model, train
 
@@ -43,8 +43,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for pair in pairs:
         key, _, raw = pair.partition("=")
-        default = getattr(RunSettings(), key.replace("-", "_"), None)
-        values[key] = raw if isinstance(default, str) else float(raw) if isinstance(default, float) else int(raw)
+        values[key] = BY_KEY[key].coerce(raw, key) if key in BY_KEY else raw  # unknown keys: RunSettings names them
     return values
 
 
@@ -70,11 +69,11 @@ def run(settings: RunSettings, num_nodes: int) -> list[dict[str, float]]:
     x_test, y_test = load_test_split(settings.dataset)
     sample_size = max(int(num_nodes * settings.fraction_train), settings.min_nodes)
     results = []
-    for server_round in range(1, settings.num_server_rounds + 1):
+    for server_round in range(1, settings.num_rounds + 1):
         started = time.perf_counter()
         random.seed(settings.seed * 1_000_003 + server_round)  # as the ServerApp seeds Flower's sampling
         chosen = sorted(random.sample(range(num_nodes), sample_size))
-        lr = scheduled_learning_rate(settings.learning_rate, settings.lr_schedule, server_round, settings.num_server_rounds)
+        lr = scheduled_learning_rate(settings.learning_rate, settings.lr_schedule, server_round, settings.num_rounds)
         replies, loss = [], 0.0
         for partition_id in chosen:
             part = partitions[partition_id]

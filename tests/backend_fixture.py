@@ -10,7 +10,6 @@ Every process started here is stopped by process group at teardown.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import httpx
 import pytest
 from conftest import env_extra, free_port, running_federation
 
-from flowerbed import launcher
+from flowerbed import launcher, process_groups, sse
 from flowerbed.process_leash import leash
 
 TERMINAL = ("completed", "failed", "stopped")
@@ -65,14 +64,10 @@ class BackendProcess:
 
 
 def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
-    """Signal a process group, then SIGKILL what is left after `grace`: a teardown never hangs on a stuck server."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
+    """Stop a server's process group (a teardown never hangs on a stuck server), then reap the Popen."""
+    process_groups.stop_groups([proc.pid], grace, sig)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
-    proc.wait(timeout=10)
+        proc.wait(timeout=10)
 
 
 def spawn_backend(
@@ -188,17 +183,8 @@ def read_sse(base_url: str, token: str, run_id: str, timeout: float = 600.0, las
     ) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
-        current: dict = {}
-        for line in response.iter_lines():
-            if line.startswith("id:"):
-                current["id"] = int(line[3:].strip())
-            elif line.startswith("event:"):
-                current["event"] = line[6:].strip()
-            elif line.startswith("data:"):
-                current["data"] = json.loads(line[5:].strip())
-            elif not line and current:
-                events.append(current)
-                current = {}
+        for event in sse.parse(response.iter_lines()):
+            events.append({"id": event.id, "event": event.event, "data": event.data})
     return events
 
 

@@ -54,7 +54,7 @@ def _train(data, seed: int = 3, **kwargs):
         ({"dp": "central", "dp-clipping-norm": -1.0}, "dp-clipping-norm"),
         ({"dp": "local", "strategy": "fedprox", "proximal-mu": 0.1}, "proximal-mu"),
         ({"strategy": "krum", "krum-num-malicious": 1, "min-nodes": 4, "min-available-nodes": 4}, "krum-num-malicious"),
-        ({"strategy": "krum", "min-nodes": 2}, "krum-num-malicious"),
+        ({"strategy": "krum", "krum-num-malicious": 1, "min-nodes": 2}, "krum-num-malicious"),
         ({"proximal-mu": -0.1}, "proximal-mu"),
         ({"trim-beta": 0.5}, "trim-beta"),
         ({"beta-1": 1.0}, "beta-1"),

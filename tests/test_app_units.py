@@ -162,8 +162,9 @@ def test_progress_events_roundtrip(capsys):
     [
         (["--model", "vgg"], "model: unknown value 'vgg'"),
         (["--partitioner", "shards"], "partitioner: unknown value"),
-        (["--partitioner", "dirichlet", "--alpha", "0"], "alpha: must be > 0"),
-        (["--rounds", "0"], "num-server-rounds: must be at least 1"),
+        (["--partitioner", "dirichlet", "--alpha", "0"], "alpha: must be in (0, 1000000], got 0.0"),
+        (["--rounds", "0"], "num-server-rounds: must be in [1, 1000], got 0"),
+        (["--learning-rate", "0"], "learning-rate: must be in (0, 100], got 0.0"),  # a generated flag
         (["--set", "fraction-train=1.5"], "fraction-train: must be in (0, 1]"),
         (["--nodes", "1"], "min-available-nodes: 2 nodes required but --nodes is 1"),
         (["--set", "dataset=/nonexistent"], "apt-get install dataset-fashion-mnist"),
@@ -250,3 +251,21 @@ def test_cosine_schedule_decays_the_learning_rate_across_the_run():
     with pytest.raises(SettingsError) as err:
         RunSettings.from_run_config({"lr-schedule": "step"})
     assert err.value.key == "lr-schedule"
+
+
+def test_weight_decay_reaches_the_clients_optimizer():
+    """`weight_decay` (a declared setting) shrinks the weights the client trains, from the run config to SGD."""
+    from torch import nn
+
+    from flowerbed_app.training import train
+
+    assert RunSettings.from_run_config({"weight-decay": 0.5}).weight_decay == 0.5
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64)
+    norms = []
+    for decay in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+        train(model, images, labels, learning_rate=0.1, momentum=0.0, weight_decay=decay, epochs=2, batch_size=16, seed=1)
+        norms.append(float(model[1].weight.norm()))
+    assert norms[1] < 0.9 * norms[0], norms

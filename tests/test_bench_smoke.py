@@ -127,3 +127,8 @@ def test_node_data_smoke():
     result = _run("node_data.py", "--sites", "2", "--rounds", "1", "--local-epochs", "1")
     assert result["status"] == "finished:completed" and len(result["federated_accuracy_by_round"]) == 1
     assert 0 < result["centralized_accuracy"] <= 1 and len(result["site_sizes"]) == 2
+
+
+def test_secure_aggregation_smoke():
+    result = _run("secure_aggregation.py", "--nodes", "2", "--rounds", "1", "--once")
+    assert result["secaggplus"]["seconds_per_round"] > 0 and result["fedavg"]["bytes_per_round"] > 0

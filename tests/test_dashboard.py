@@ -245,6 +245,7 @@ def test_server_validation_message_appears_next_to_the_field(backend: Any, page:
 
     page.goto(f"{base_url}/#/start")  # no login code and a fresh browser context: no session yet
     expect(page.get_by_test_id("token-button")).to_have_text("Set token")
+    page.get_by_test_id("field-partitioner").select_option("dirichlet")  # alpha matters (and shows) only then
     alpha = page.get_by_test_id("field-alpha")
     expect(alpha).to_be_visible()
     alpha.evaluate("el => { el.removeAttribute('min'); el.removeAttribute('max'); }")  # bypass the browser's check

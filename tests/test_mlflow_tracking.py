@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from backend_fixture import TERMINAL, start_run, wait_for
+from backend_fixture import TERMINAL, start_run, stop_group, wait_for
 from conftest import free_port
 
 from flowerbed import launcher
@@ -80,16 +79,7 @@ class MlflowServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # gunicorn/uvicorn workers left in the group
+        stop_group(self.proc, grace=5)  # gunicorn/uvicorn workers live in the same group
         self.proc = None
 
 

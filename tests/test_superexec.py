@@ -24,7 +24,7 @@ from test_algorithms_federation import SMALL, _completed, _final_weights
 from flowerbed import launcher
 
 FAULT_APP = Path(__file__).resolve().parent / "fault_app"
-WARM = {"FLOWERBED_SUPEREXEC_WARM": "1"}  # opt in: off by default (flowerbed_node.exec_loop.DEFAULT_WARM)
+WARM = {"FLOWERBED_SUPEREXEC_WARM": "1"}  # the default (flowerbed_node.exec_loop.DEFAULT_WARM), said explicitly
 WARM_FAULT_APP = {**WARM, "FLOWERBED_CLIENTAPP": "fault_app.client_app:app", "PYTHONPATH": str(FAULT_APP)}
 
 

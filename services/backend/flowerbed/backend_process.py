@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from flowerbed import launcher
+from flowerbed import launcher, process_groups
 from flowerbed.topology import ProcessSpec
 
 STATE_FILE = "backend.json"
@@ -68,13 +67,7 @@ def start_backend(
 
 def stop_backend(federation: launcher.Federation, info: BackendInfo, grace: float = 10.0) -> None:
     """Stop a backend this command started for an already running federation."""
-    launcher._signal_group(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while launcher._group_alive(info.pid) and time.monotonic() < deadline:
-        launcher._reap(info.pid)
-        time.sleep(0.05)
-    launcher._signal_group(info.pid, signal.SIGKILL)
-    launcher._reap(info.pid)
+    process_groups.stop_groups([info.pid], grace)
     federation.processes = [p for p in federation.processes if p.pid != info.pid]
     federation.save()
     (Path(federation.data_dir) / STATE_FILE).unlink(missing_ok=True)

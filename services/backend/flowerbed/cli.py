@@ -16,7 +16,7 @@ from typing import Any
 from flowerbed import backend_process, launcher
 from flowerbed.paths import data_dir
 from flowerbed.topology import Ports
-from flowerbed.train_client import fail, info, precheck, train, training_request
+from flowerbed.train_client import add_setting_flags, fail, info, precheck, train, training_request
 
 
 def _add_federation_args(parser: argparse.ArgumentParser) -> None:
@@ -251,10 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train on the local federation (starting one and its backend if needed)")
     _add_federation_args(train)
-    train.add_argument("--rounds", type=int, default=3)
-    train.add_argument("--partitioner", default="iid", help="iid | dirichlet")
-    train.add_argument("--alpha", type=float, default=None, help="Dirichlet concentration (> 0)")
-    train.add_argument("--model", default="cnn", help="cnn | resnet18 | mlp (tables)")
+    add_setting_flags(train)
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="any run-config key, e.g. --set local-epochs=2")
     train.add_argument("--allow-waiting", action="store_true", help="start even if fewer nodes than min-available-nodes")
     train.add_argument("--json", action="store_true", help="last stdout line: one JSON object with the results")

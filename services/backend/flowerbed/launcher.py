@@ -10,7 +10,6 @@ The federation is described in `<data dir>/federation.json` so other commands
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from flowerbed import process_groups
 from flowerbed.flower_control import FlowerControl
 from flowerbed.process_leash import leash
 from flowerbed.topology import Ports, ProcessSpec, local_processes
@@ -228,16 +228,7 @@ def stop(federation: Federation, grace: float = 10.0) -> None:
     tiers = [[p.pid for p in federation.processes if p.role in tier] for tier in _STOP_TIERS]
     tiers.append([p.pid for p in federation.processes if p.role not in known])
     for groups in tiers:
-        for pgid in groups:
-            _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for pgid in groups:
-            while _group_alive(pgid) and time.monotonic() < deadline:
-                _reap(pgid)
-                time.sleep(0.05)
-            if _group_alive(pgid):
-                _signal_group(pgid, signal.SIGKILL)
-            _reap(pgid)
+        process_groups.stop_groups(groups, grace)
     state = Path(federation.data_dir) / STATE_FILE
     current = Federation.load(Path(federation.data_dir))
     if current and current.owner_pid == federation.owner_pid:
@@ -246,34 +237,5 @@ def stop(federation: Federation, grace: float = 10.0) -> None:
 
 def kill_process(proc: RunningProcess) -> None:
     """SIGKILL one process group (fault-injection in tests, `flowerbed` never does this)."""
-    _signal_group(proc.pid, signal.SIGKILL)
-    _reap(proc.pid)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A group whose only members are our unreaped zombies is dead for our purposes.
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-    return False
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    process_groups.signal_group(proc.pid, signal.SIGKILL)
+    process_groups.reap(proc.pid)

@@ -1,23 +1,22 @@
-"""`TrainingConfig`: what a user may choose for a run, and its translation to Flower.
+"""`TrainingConfig`: the API's model of a run's configuration, derived from the app's declarations.
 
-The API validates shapes and bounds here (and publishes them as JSON schema for
-forms); the domain rules stay in `flowerbed_app.run_settings.RunSettings.validate`,
-which the ServerApp runs too, so a rule is written once. Errors from it are mapped
-back to this model's field names.
+Every field comes from `flowerbed_app.run_settings.SETTINGS` (type, default, bounds, choices,
+description, and the form's `x-label`, `x-group`, `x-advanced`, `x-when`), so the API, the
+`/training/schema` the dashboard builds its form from, and the ServerApp accept the same
+values. Shapes and bounds are checked by pydantic here; the cross-field rules are the app's
+named rules (`RunSettings.validate`, which the ServerApp runs too), mapped back to API names.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from flowerbed_app import checkpoint_retention
-from flowerbed_app.run_settings import RunSettings, SettingsError
+from flowerbed_app.run_settings import BY_KEY, GROUPS, SETTINGS, RunSettings, SettingsError
+from flowerbed_app.setting_spec import Declared
 
-# API field → RunSettings attribute, where the names differ.
-_RENAMED = {"num_rounds": "num_server_rounds", "from_checkpoint": "resume_from"}
-_API_FIELD = {v: k for k, v in _RENAMED.items()}
+API_SETTINGS: tuple[Declared, ...] = tuple(item for item in SETTINGS if item.spec.api)
 
 
 class FieldError(ValueError):
@@ -30,93 +29,41 @@ class FieldError(ValueError):
         self.value = value
 
 
-class TrainingConfig(BaseModel):
+def _field(item: Declared) -> tuple[Any, Any]:
+    """One pydantic field (annotation, FieldInfo) for a declared setting."""
+    s = item.spec
+    annotation: Any = Literal[s.choices] if s.choices else item.kind  # type: ignore[valid-type]
+    default = item.default
+    if s.nullable:
+        annotation = annotation | None
+        default = None if item.default == "" else item.default
+    extra: dict[str, Any] = {"x-label": s.label, "x-group": s.group, "x-advanced": s.advanced}
+    if s.when:
+        extra["x-when"] = {name: list(values) for name, values in s.when.items()}
+    if s.pattern:
+        extra["pattern"] = s.pattern  # published for forms; RunSettings' check says what is valid
+    return annotation, Field(
+        default,
+        title=s.label,
+        description=s.description,
+        ge=s.ge,
+        gt=s.gt,
+        le=s.le,
+        lt=s.lt,
+        min_length=s.min_length,
+        max_length=s.max_length,
+        strict=True if item.kind is int else None,
+        json_schema_extra=extra,
+    )
+
+
+class _TrainingConfigBase(BaseModel):
     """A training run's configuration. Unknown fields are rejected (typos fail loudly)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    model: Literal["cnn", "resnet18", "mlp"] = Field(
-        "cnn", description="Network to train: cnn, resnet18 (images) or mlp (tables, with data_source=node)."
-    )
-    strategy: Literal["fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum"] = Field(
-        "fedavg", description="Aggregation strategy (Flower's own classes)."
-    )
-    num_rounds: int = Field(3, ge=1, le=1000, strict=True, description="Server rounds to run.")
-    fraction_train: float = Field(0.8, gt=0, le=1, description="Fraction of nodes sampled for training each round.")
-    fraction_evaluate: float = Field(0.8, gt=0, le=1, description="Fraction of nodes sampled for federated evaluation.")
-    min_nodes: int = Field(2, ge=1, strict=True, le=10_000, description="Minimum nodes that must reply in a round.")
-    min_available_nodes: int = Field(
-        2, ge=1, le=10_000, strict=True, description="Nodes that must be connected before a round starts (>= min_nodes)."
-    )
-    data_source: Literal["partitions", "node"] = Field(
-        "partitions",
-        description="Training data: partitions of the central Fashion-MNIST copy, or each node's own data directory "
-        "(node config data-dir; accuracy is then the federated evaluation).",
-    )
-    label_column: str = Field(
-        "label", min_length=1, max_length=200, description="Tables (data_source=node): the column holding each row's class."
-    )
-    partitioner: Literal["iid", "dirichlet"] = Field("iid", description="How the dataset is split across nodes.")
-    alpha: float = Field(0.5, gt=0, le=1e6, description="Dirichlet concentration (smaller = more skewed labels).")
-    learning_rate: float = Field(0.01, gt=0, le=100, description="Client SGD learning rate (of round 1 with a schedule).")
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="Client learning rate across rounds: constant, or cosine decay towards 0 by the last round."
-    )
-    momentum: float = Field(0.9, ge=0, lt=1, description="Client SGD momentum.")
-    local_epochs: int = Field(1, ge=1, le=100, strict=True, description="Epochs each client trains per round.")
-    batch_size: int = Field(32, ge=1, le=4096, strict=True, description="Client mini-batch size.")
-    seed: int = Field(42, ge=0, le=2**31 - 1, strict=True, description="Seed for sampling, partitions and init.")
-    round_timeout: float = Field(600, gt=0, le=86_400, description="Seconds a round may take before replies are dropped.")
-    node_wait_timeout: float = Field(60, gt=0, le=86_400, description="Seconds to wait for min_available_nodes.")
-    evaluate_every: int = Field(
-        0, ge=0, le=1000, strict=True, description="Federated evaluation every k rounds (0: carried in train replies)."
-    )
-    max_train_examples: int = Field(
-        0,
-        ge=0,
-        le=10_000_000,
-        strict=True,
-        description="Cap on training and on validation examples per client, for quick runs (0: whole partition).",
-    )
-    selection: Literal["random", "performance"] = Field(
-        "random", description="Client selection: uniform, or by each node's last validation loss with exploration."
-    )
-    selection_explore: float = Field(0.25, ge=0, le=1, description="Share of picks given to the least recently selected.")
-    dp: Literal["none", "local", "central"] = Field(
-        "none", description="Differential privacy: local (Opacus DP-SGD per client) or central (server-side clipping + noise)."
-    )
-    dp_noise_multiplier: float = Field(1.0, ge=0, le=100, description="Gaussian noise multiplier (DP).")
-    dp_max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="Per-sample gradient clipping norm (local DP).")
-    dp_delta: float = Field(1e-5, gt=0, lt=1, description="δ of (ε, δ)-DP.")
-    dp_clipping_norm: float = Field(10.0, gt=0, le=1e6, description="Update clipping norm (central DP).")
-    compression: Literal["none", "topk", "int8", "topk+int8"] = Field(
-        "none", description="Client update compression, with error feedback."
-    )
-    compression_ratio: float = Field(0.1, gt=0, le=1, description="Share of update entries top-k keeps.")
-    proximal_mu: float = Field(0.0, ge=0, le=1e3, description="FedProx proximal term μ (0 = FedAvg).")
-    server_learning_rate: float = Field(1.0, gt=0, le=100, description="FedAvgM server learning rate.")
-    server_momentum: float = Field(0.0, ge=0, lt=1, description="FedAvgM server momentum.")
-    server_eta: float = Field(0.01, gt=0, le=100, description="FedAdam/FedYogi server learning rate.")
-    tau: float = Field(1e-3, gt=0, le=1, description="FedAdam/FedYogi adaptivity τ.")
-    beta_1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi β₁.")
-    beta_2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi β₂.")
-    trim_beta: float = Field(0.2, gt=0, lt=0.5, description="FedTrimmedAvg: share cut from each end.")
-    krum_num_malicious: int = Field(0, ge=0, le=1000, strict=True, description="Krum: tolerated malicious nodes f.")
-    keep_checkpoints: str = Field(
-        checkpoint_retention.DEFAULT,
-        max_length=10,
-        # Published for forms and clients; enforced by RunSettings.validate, whose error says what is valid.
-        json_schema_extra={"pattern": checkpoint_retention.PATTERN},
-        description="Checkpoints this run keeps (one is written per round): all, best, or last-N (the N newest). "
-        "The newest and the best (centralized accuracy) are always kept.",
-    )
-    from_checkpoint: str | None = Field(
-        None, max_length=200, description="Model id to resume from; rounds continue at its round + 1."
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
     def run_settings(self, **extra: Any) -> RunSettings:
-        values = {_RENAMED.get(k, k): v for k, v in self.model_dump().items()}
-        values["resume_from"] = values["resume_from"] or ""
+        values = {k: ("" if v is None else v) for k, v in self.model_dump().items()}
         return RunSettings(**{**values, **extra})
 
     def validate_domain(self) -> RunSettings:
@@ -125,20 +72,77 @@ class TrainingConfig(BaseModel):
         try:
             settings.validate()
         except SettingsError as exc:
-            name = exc.key.replace("-", "_")
-            field = _API_FIELD.get(name, name)
+            field = BY_KEY[exc.key].name if exc.key in BY_KEY else exc.key.replace("-", "_")
             raise FieldError(field, exc.reason, getattr(self, field, None)) from None
         return settings
 
     def overrides(self, run_id: str, model_store: str) -> dict[str, Any]:
-        """StartRun overrides: kebab-case run-config keys, only the ones we set."""
-        values = {_RENAMED.get(k, k).replace("_", "-"): v for k, v in self.model_dump().items() if k != "from_checkpoint"}
-        for key in ("round-timeout", "node-wait-timeout", "fraction-train", "fraction-evaluate", "alpha"):
-            values[key] = float(values[key])  # TOML floats: 600 would otherwise arrive as int
-        values["learning-rate"] = float(values["learning-rate"])
-        values["momentum"] = float(values["momentum"])
+        """StartRun overrides: run-config keys, typed as declared (TOML floats: 600 would otherwise arrive as int)."""
+        values = {item.key: item.kind(item.default if (v := getattr(self, item.name)) is None else v) for item in API_SETTINGS}
         values["flowerbed-run-id"] = run_id
         values["model-store"] = model_store
-        if self.from_checkpoint:
-            values["resume-from"] = self.from_checkpoint
         return values
+
+
+TrainingConfig: type[_TrainingConfigBase] = create_model(  # type: ignore[call-overload]
+    "TrainingConfig",
+    __base__=_TrainingConfigBase,
+    __doc__=_TrainingConfigBase.__doc__,
+    **{item.name: _field(item) for item in API_SETTINGS},
+)
+
+
+def training_schema() -> dict[str, Any]:
+    """TrainingConfig's JSON schema with the form sections (`x-groups`: title and hint, in order)."""
+    schema = TrainingConfig.model_json_schema()
+    used = {item.spec.group for item in API_SETTINGS}
+    schema["x-groups"] = [{"title": title, "hint": hint} for title, hint in GROUPS.items() if title in used]
+    return schema
+
+
+class Preset(BaseModel):
+    """A named partial configuration the Start form fills in over the defaults (`GET /training/presets`)."""
+
+    name: str
+    description: str
+    config: dict[str, Any]
+
+
+# Each is validated against TrainingConfig and its rules by a test (test_run_settings_surfaces.py).
+PRESETS: tuple[Preset, ...] = (
+    Preset(
+        name="Quick check — 1 min",
+        description="Two short rounds on 300 examples per node: does the federation train at all?",
+        config={
+            "num_rounds": 2,
+            "max_train_examples": 300,
+            "fraction_train": 1.0,
+            "data_source": "partitions",
+            "partitioner": "iid",
+        },
+    ),
+    Preset(
+        name="IID benchmark",
+        description="Ten rounds of FedAvg on IID partitions, every node each round: the reference curve.",
+        config={
+            "num_rounds": 10,
+            "strategy": "fedavg",
+            "fraction_train": 1.0,
+            "data_source": "partitions",
+            "partitioner": "iid",
+            "seed": 42,
+        },
+    ),
+    Preset(
+        name="Non-IID Dirichlet 0.5",
+        description="Ten rounds on label-skewed partitions (Dirichlet α = 0.5): how the strategy copes with non-IID data.",
+        config={
+            "num_rounds": 10,
+            "fraction_train": 1.0,
+            "data_source": "partitions",
+            "partitioner": "dirichlet",
+            "alpha": 0.5,
+            "seed": 42,
+        },
+    ),
+)

@@ -16,8 +16,6 @@ from typing import Any
 from flowerbed.flower_control import FlowerControl
 from flowerbed_app.progress_events import parse_events
 
-TERMINAL_EVENTS = ("run_finished", "run_failed")
-
 
 @dataclass
 class LogCursor:

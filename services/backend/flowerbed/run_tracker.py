@@ -18,6 +18,7 @@ from flowerbed.db.run_history import RunHistory, StoredEvent
 from flowerbed.event_bus import EventBus
 from flowerbed.flower_control import FlowerControl, FlowerRun
 from flowerbed.run_follower import LogCursor, follow
+from flowerbed.run_status import TERMINAL_STATUSES
 from flowerbed.training_metrics import observe_event, observe_status
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,6 @@ class RunTracker:
 
     def set_status(self, run_id: str, status: str, **fields: Any) -> None:
         events = self.history.set_status(run_id, status, **fields)
-        if events and status in ("completed", "failed", "stopped"):
+        if events and status in TERMINAL_STATUSES:
             observe_status(run_id, status, fields.get("bytes_sent"), fields.get("bytes_received"))
         self.publish(run_id, events)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -191,8 +190,3 @@ def load_or_create_token(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

@@ -16,23 +16,48 @@ from typing import Any
 
 import httpx
 
-TERMINAL = ("completed", "failed", "stopped")
-# `--set` keys of the run config that the API names differently.
-_API_NAMES = {"num-server-rounds": "num_rounds", "resume-from": "from_checkpoint"}
-_RUN_CONFIG_NAMES = {"num_rounds": "num-server-rounds"}
+from flowerbed import sse
+from flowerbed.run_status import TERMINAL_STATUSES as TERMINAL
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per run setting of the API (`--learning-rate`, `--strategy` …), from the app's declarations.
+
+    `--rounds` stays as the older spelling of `--num-rounds`. Values are checked by the
+    declarations themselves (precheck), so a bad one gets the same message as from the API.
+    """
+    from flowerbed_app.run_settings import SETTINGS
+
+    for item in SETTINGS:
+        if not item.spec.api:
+            continue
+        flags = [item.flag, "--rounds"] if item.name == "num_rounds" else [item.flag]
+        kind = item.kind if item.kind in (int, float) else str
+        choices = f" ({' | '.join(item.spec.choices)})" if item.spec.choices else ""
+        parser.add_argument(
+            *flags, dest=item.name, type=kind, default=None, help=f"{item.spec.description}{choices} Default: {item.default!r}."
+        )
 
 
 def training_request(args: argparse.Namespace) -> dict[str, Any]:
-    """The POST /training/start body for the train flags (`--set` takes run-config keys)."""
-    body: dict[str, Any] = {"num_rounds": args.rounds, "partitioner": args.partitioner, "model": args.model}
-    if args.alpha is not None:
-        body["alpha"] = args.alpha
+    """The POST /training/start body for the flags (`--set` takes run-config keys or API names)."""
+    from flowerbed_app.run_settings import BY_KEY, RunSettings
+
+    defaults = RunSettings()
+    body: dict[str, Any] = {"num_rounds": defaults.num_rounds, "model": defaults.model}
+    body.update({name: value for name, value in vars(args).items() if name in _api_names() and value is not None})
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects key=value, got {item!r}")
-        body[_API_NAMES.get(key, key.replace("-", "_"))] = _parse_scalar(value)
+        body[BY_KEY[key].name if key in BY_KEY else key.replace("-", "_")] = _parse_scalar(value)
     return body
+
+
+def _api_names() -> set[str]:
+    from flowerbed_app.run_settings import SETTINGS
+
+    return {item.name for item in SETTINGS if item.spec.api}
 
 
 def _parse_scalar(value: str) -> Any:
@@ -56,10 +81,10 @@ def precheck(args: argparse.Namespace, body: dict[str, Any]) -> str | None:
 
     from flowerbed.run_config import TrainingConfig
     from flowerbed_app.fashion_mnist import DatasetMissingError, check_source
-    from flowerbed_app.run_settings import RunSettings, SettingsError
+    from flowerbed_app.run_settings import SETTINGS, RunSettings, SettingsError
 
-    run_config = {k: v for k, v in body.items() if k != "from_checkpoint"}
-    run_config = {_RUN_CONFIG_NAMES.get(k, k.replace("_", "-")): v for k, v in run_config.items()}
+    keys = {item.name: item.key for item in SETTINGS}
+    run_config = {keys.get(k, k.replace("_", "-")): v for k, v in body.items() if k != "from_checkpoint"}
     try:
         if args.nodes < 1:
             raise SettingsError("nodes", "must be at least 1")
@@ -155,22 +180,12 @@ def follow_events(client: httpx.Client, run_id: str) -> Iterator[tuple[str, dict
                 "GET", f"/training/{run_id}/events", headers={"Last-Event-ID": str(last)}, timeout=httpx.Timeout(60, read=60)
             ) as response:
                 response.raise_for_status()
-                kind, data, event_id = "message", "", None
-                for line in response.iter_lines():
-                    if line.startswith("id:"):
-                        event_id = int(line[3:].strip())
-                    elif line.startswith("event:"):
-                        kind = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data += line[5:].strip()
-                    elif not line and data:
-                        if event_id is not None:
-                            last = event_id
-                        payload = json.loads(data)
-                        yield kind, payload
-                        if kind == "status" and payload.get("status") in TERMINAL:
-                            return
-                        kind, data, event_id = "message", "", None
+                for event in sse.parse(response.iter_lines()):
+                    if event.id is not None:
+                        last = event.id
+                    yield event.event, event.data
+                    if event.event == "status" and event.data.get("status") in TERMINAL:
+                        return
             return
         except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ConnectError):
             time.sleep(1.0)  # backend restarting or a proxy cut the stream: resume after `last`

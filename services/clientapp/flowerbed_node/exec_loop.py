@@ -32,11 +32,9 @@ from flowerbed_node.fork_executor import ForkExecutor
 from flowerbed_node.pacing import Pacer
 
 WARM_ENV = "FLOWERBED_SUPEREXEC_WARM"
-# Off by default until a known race is fixed: a run stopped while its node receives a
-# message leaves the forked task without a reply and the node's next task is never
-# started (tests/test_supernode.py with FLOWERBED_SUPEREXEC_WARM=1). Flower's executor
-# handles that path; `FLOWERBED_SUPEREXEC_WARM=1` opts in to forked, warm ClientApps.
-DEFAULT_WARM = "0"
+# On by default: every task still runs in a process of its own (forked), without the
+# interpreter start and imports. `FLOWERBED_SUPEREXEC_WARM=0` keeps Flower's executor.
+DEFAULT_WARM = "1"
 IDLE_POLL_ENV = "FLOWERBED_SUPEREXEC_IDLE_POLL_SECONDS"
 KEEP_WARM_ENV = "FLOWERBED_SUPEREXEC_KEEP_WARM_SECONDS"
 DEFAULT_IDLE_POLL = 2.0
@@ -80,6 +78,16 @@ def check_flower() -> None:
     fields = {"task_type", "runtime_api_address", "token", "insecure", "root_certificates_path", "parent_pid"}
     if not fields <= set(ExecutionSpec.__dataclass_fields__):
         problems.append("ExecutionSpec")
+    # fork_executor.answer_for builds its own bounded client from these.
+    from flwr.supercore.retry.retry_invoker import RetryInvoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+
+    client_params = inspect.signature(RuntimeHttpClient.__init__).parameters
+    if "timeout" not in client_params or not hasattr(RuntimeHttpClient, "from_server_address"):
+        problems.append(f"RuntimeHttpClient{inspect.signature(RuntimeHttpClient.__init__)}")
+    invoker_params = inspect.signature(RetryInvoker.__init__).parameters
+    if not {"wait_gen_factory", "recoverable_exceptions", "max_tries", "max_time", "should_giveup"} <= set(invoker_params):
+        problems.append(f"RetryInvoker{inspect.signature(RetryInvoker.__init__)}")
     if problems:
         raise RuntimeError(f"flowerbed-superexec: Flower's SuperExec changed ({'; '.join(problems)}); update flowerbed_node")
     warm_app.check_flower()

@@ -33,7 +33,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from flowerbed_app import privacy, telemetry, update_compression
+from flowerbed_app import privacy, secagg_client, telemetry, update_compression
 from flowerbed_app import reply_contract as contract
 from flowerbed_app.compute_slots import maybe_compute_slot
 from flowerbed_app.data_description import conversion_from_config, describe
@@ -46,7 +46,7 @@ from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.training import DpSgd, evaluate, scheduled_learning_rate, train
 
 MODULE_LOADED_AT = time.time()
-app = ClientApp()
+app = ClientApp(mods=[secagg_client.secaggplus_when_asked])  # SecAgg+ messages only; others pass untouched
 
 DP_STATE = "dp-accountant"
 RESIDUAL_STATE = "compression-residual"
@@ -128,22 +128,32 @@ def _global_model(settings: RunSettings, msg: Message) -> torch.nn.Module:
 def train_fn(msg: Message, context: Context) -> Message:
     handler_started = time.time()
     settings = RunSettings.from_run_config(context.run_config)
+    if secagg_client.is_legacy_fit(msg):  # SecAgg+'s masked stage: the same training, in the legacy format
+        names = list(create_model(settings.model, 10, FASHION_MNIST_SHAPE).state_dict())
+        reply = _train_handler(secagg_client.as_train_message(msg, names), context, settings, handler_started)
+        return secagg_client.as_fitres(reply, msg)
+    return _train_handler(msg, context, settings, handler_started)
+
+
+def _train_handler(msg: Message, context: Context, settings: RunSettings, handler_started: float) -> Message:
     config = msg.content["config"]
     server_round = int(config.get("server-round", 0))
     partition_id = _partition_id(settings, context)
     _setup_tracing(context, partition_id)
-    with telemetry.span(
-        "fl.client.train",
-        str(config.get("traceparent", "")),
-        **{"fl.round": server_round, "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
-    ) as span:
-        try:
+    try:
+        with telemetry.span(
+            "fl.client.train",
+            str(config.get("traceparent", "")),
+            **{"fl.round": server_round, "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
+        ) as span:
             limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
             with deadline(limit, f"train of round {server_round}"), maybe_compute_slot() as slot_acquired:
                 span.set_attribute("fl.slot_wait_seconds", slot_acquired - handler_started)
                 reply = _train(msg, context, settings, server_round, span, handler_started, slot_acquired)
-        finally:
-            telemetry.flush()  # this process ends after the reply: export now or never
+    finally:
+        # Once the span has ended: this process ends after the reply (a forked warm task by
+        # os._exit, without atexit), so what is not exported now never is.
+        telemetry.flush()
     return reply
 
 
@@ -175,14 +185,15 @@ def _train(
         x,
         y,
         learning_rate=scheduled_learning_rate(
-            float(config.get("learning-rate", settings.learning_rate)),
+            settings.learning_rate,
             settings.lr_schedule,
             server_round,
-            settings.num_server_rounds,
+            settings.num_rounds,
         ),
-        momentum=float(config.get("momentum", settings.momentum)),
-        epochs=int(config.get("local-epochs", settings.local_epochs)),
-        batch_size=int(config.get("batch-size", settings.batch_size)),
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        epochs=settings.local_epochs,
+        batch_size=settings.batch_size,
         seed=settings.seed * 100_003 + server_round * 1_009 + _seed_key(partition_id, context),
         epoch_scope=(lambda epoch: telemetry.span("train.epoch", epoch=epoch)) if tracing else None,
         step_scope=step_scope(settings.trace_step_every) if tracing else None,
@@ -265,20 +276,24 @@ def evaluate_fn(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     partition_id = _partition_id(settings, context)
     _setup_tracing(context, partition_id)
-    with telemetry.span(
-        "fl.client.evaluate",
-        str(config.get("traceparent", "")),
-        **{"fl.round": int(config.get("server-round", 0)), "fl.node_id": str(context.node_id), "fl.partition_id": partition_id},
-    ):
-        try:
+    try:
+        with telemetry.span(
+            "fl.client.evaluate",
+            str(config.get("traceparent", "")),
+            **{
+                "fl.round": int(config.get("server-round", 0)),
+                "fl.node_id": str(context.node_id),
+                "fl.partition_id": partition_id,
+            },
+        ):
             limit = seconds_left(msg.metadata.created_at, settings.round_timeout)
             with deadline(limit, "federated evaluation"), maybe_compute_slot() as slot_acquired:
                 partition_id, part = _partition(settings, context, config)
                 model = _global_model(settings, msg)
                 x_val, y_val = _capped(settings, part.x_val, part.y_val)
                 loss, accuracy = evaluate(model, x_val, y_val)
-        finally:
-            telemetry.flush()
+    finally:
+        telemetry.flush()  # after the span ended (see train_fn)
     metrics = contract.metric_record(
         contract.EVALUATE_METRICS, {contract.WEIGHT: len(y_val), "eval-loss": loss, "eval-accuracy": accuracy}
     )

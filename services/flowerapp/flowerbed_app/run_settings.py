@@ -1,9 +1,14 @@
-"""One typed, validated view of a run's configuration.
+"""Every run setting, declared once, and the one typed, validated view of a run's configuration.
 
-Flower hands apps a flat dict of kebab-case keys (pyproject defaults merged with
-per-run overrides). Every app module reads settings through `RunSettings` so that
-defaults, types and error messages live in one place, and a bad value fails before
-any training starts instead of deep inside a round.
+Each field of `RunSettings` is a setting: its type, default, bounds, choices, label, form
+group and when it matters (`setting_spec.Spec`). Flower hands apps a flat dict of kebab-case
+keys (pyproject defaults merged with per-run overrides); every app module reads them through
+`RunSettings.from_run_config`, so a bad value fails before any training starts. The backend
+derives its API model, `/training/schema`, the CLI flags and README's table from the same
+fields (flowerbed.run_config); tests check the app's pyproject against them.
+
+Adding a setting: one `setting(...)` line here, and its use. Rules that involve two settings
+are the named checks in run_rules.py.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowerbed_app import checkpoint_retention
+from flowerbed_app.setting_spec import Declared, SettingsError, declared, setting
 
 if TYPE_CHECKING:
     from flowerbed_app.partition_cache import PartitionSpec
+
+__all__ = ["BY_KEY", "MODELS", "SETTINGS", "STRATEGIES", "RunSettings", "SettingsError"]
 
 MODELS = ("cnn", "resnet18", "mlp")
 # Which kind of input each model takes: "images" (C×H×W) or "table" (feature vectors).
@@ -28,198 +36,323 @@ STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian",
 SELECTIONS = ("random", "performance")
 DP_MODES = ("none", "local", "central")
 COMPRESSIONS = ("none", "topk", "int8", "topk+int8")
+# Secure aggregation (secure_aggregation.py): Flower's SecAgg+, the ServerApp sees only the sum.
+SECURE_AGGREGATIONS = ("none", "secaggplus")
 # Clients' learning rate across a run's rounds (training.scheduled_learning_rate).
 LR_SCHEDULES = ("constant", "cosine")
 # Opacus' per-sample gradients need layers it can hook; BatchNorm mixes samples.
 DP_LOCAL_MODELS = ("cnn", "mlp")
 
-
-class SettingsError(ValueError):
-    """A run-config value is invalid; the message names the key and the fix."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
+# Form sections, in order, with the hint each shows.
+GROUPS = {
+    "Model & schedule": "What to train and for how long.",
+    "Clients": "How many SuperNodes take part in each round.",
+    "Data": "Fashion-MNIST split across clients (partitions), or each node's own data directory (node).",
+    "Local training": "Optimiser settings on every client.",
+    "Strategy parameters": "The chosen strategy's own parameters.",
+    "Client selection": "Who trains each round.",
+    "Privacy": "Differential privacy, local (Opacus in every client) or central (server-side).",
+    "Compression": "Client updates sent compressed, with error feedback.",
+    "Secure aggregation": "SecAgg+: every update masked, the server sees only their sum.",
+    "Checkpoints": "What this run keeps, and a stored checkpoint to continue from (leave empty to start fresh).",
+    "Deployment": "Set by the backend or the deployment, not by users.",
+}
+_RUN, _CLIENTS, _DATA, _LOCAL, _STRAT, _SEL, _DP, _COMP, _SECAGG, _CKPT, _DEPLOY = GROUPS
+_DP_ON = {"dp": ("local", "central")}
+_ADAPTIVE = {"strategy": ("fedadam", "fedyogi")}
+_SECAGG_ON = {"secure_aggregation": ("secaggplus",)}
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
-    model: str = "cnn"
-    strategy: str = "fedavg"
-    num_server_rounds: int = 3
-    fraction_train: float = 0.8
-    fraction_evaluate: float = 0.8
-    min_nodes: int = 2
-    min_available_nodes: int = 2
-    evaluate_every: int = 0
-    data_source: str = "partitions"
-    # Tables (data-source=node): the column holding each row's class.
-    label_column: str = "label"
-    partitioner: str = "iid"
-    alpha: float = 0.5
-    learning_rate: float = 0.01
-    lr_schedule: str = "constant"
-    momentum: float = 0.9
-    local_epochs: int = 1
-    batch_size: int = 32
-    seed: int = 42
-    round_timeout: float = 600.0
-    node_wait_timeout: float = 60.0
-    validation_fraction: float = 0.1
-    max_train_examples: int = 0
-    dataset: str = "/usr/share/datasets/fashion-mnist"
-    flowerbed_run_id: str = ""
-    model_store: str = ""
-    resume_from: str = ""
-    traceparent: str = ""
-    trace_step_every: int = 1
-    # Which checkpoints the run keeps: all | best | last-N; the newest and the best always stay.
-    keep_checkpoints: str = checkpoint_retention.DEFAULT
-    # Client selection: Flower's uniform sampling, or scored (performance) with exploration.
-    selection: str = "random"
-    selection_explore: float = 0.25
-    # Differential privacy: none | local (Opacus in every ClientApp) | central (Flower's
-    # server-side fixed clipping around our strategy).
-    dp: str = "none"
-    dp_noise_multiplier: float = 1.0
-    dp_max_grad_norm: float = 1.0
-    dp_delta: float = 1e-5
-    dp_clipping_norm: float = 10.0
-    # Update compression on the client → server path, with error feedback.
-    compression: str = "none"
-    compression_ratio: float = 0.1
-    # Strategy parameters (used by the strategies that have them; defaults are Flower's).
-    proximal_mu: float = 0.0
-    server_learning_rate: float = 1.0
-    server_momentum: float = 0.0
-    server_eta: float = 0.01
-    tau: float = 1e-3
-    beta_1: float = 0.9
-    beta_2: float = 0.99
-    trim_beta: float = 0.2
-    krum_num_malicious: int = 0
+    model: str = setting(
+        "cnn", "Model", _RUN, "Network to train: cnn, resnet18 (images) or mlp (tables, with data_source=node).", choices=MODELS
+    )
+    strategy: str = setting("fedavg", "Strategy", _RUN, "Aggregation strategy (Flower's own classes).", choices=STRATEGIES)
+    num_rounds: int = setting(3, "Rounds", _RUN, "Server rounds to run.", ge=1, le=1000, key="num-server-rounds")
+    evaluate_every: int = setting(
+        0,
+        "Federated evaluation every k rounds",
+        _RUN,
+        "Federated evaluation every k rounds (0: carried in train replies).",
+        ge=0,
+        le=1000,
+        advanced=True,
+    )
+    seed: int = setting(42, "Seed", _RUN, "Seed for sampling, partitions and init.", ge=0, le=2**31 - 1, advanced=True)
+    fraction_train: float = setting(
+        0.8, "Train fraction", _CLIENTS, "Fraction of nodes sampled for training each round.", gt=0, le=1
+    )
+    fraction_evaluate: float = setting(
+        0.8, "Evaluate fraction", _CLIENTS, "Fraction of nodes sampled for federated evaluation.", gt=0, le=1, advanced=True
+    )
+    min_nodes: int = setting(2, "Min. nodes per round", _CLIENTS, "Minimum nodes that must reply in a round.", ge=1, le=10_000)
+    min_available_nodes: int = setting(
+        2, "Min. connected nodes", _CLIENTS, "Nodes that must be connected before a round starts (>= min_nodes).", ge=1, le=10_000
+    )
+    node_wait_timeout: float = setting(
+        60.0, "Node wait timeout (s)", _CLIENTS, "Seconds to wait for min_available_nodes.", gt=0, le=86_400, advanced=True
+    )
+    round_timeout: float = setting(
+        600.0,
+        "Round timeout (s)",
+        _CLIENTS,
+        "Seconds a round may take before replies are dropped.",
+        gt=0,
+        le=86_400,
+        advanced=True,
+    )
+    data_source: str = setting(
+        "partitions",
+        "Data source",
+        _DATA,
+        "Training data: partitions of the central Fashion-MNIST copy, or each node's own data directory "
+        "(node config data-dir; accuracy is then the federated evaluation).",
+        choices=DATA_SOURCES,
+    )
+    label_column: str = setting(
+        "label",
+        "Label column (tables)",
+        _DATA,
+        "Tables (data_source=node): the column holding each row's class.",
+        min_length=1,
+        max_length=200,
+        when={"data_source": ("node",)},
+    )
+    partitioner: str = setting(
+        "iid",
+        "Partitioner",
+        _DATA,
+        "How the dataset is split across nodes.",
+        choices=PARTITIONERS,
+        when={"data_source": ("partitions",)},
+    )
+    alpha: float = setting(
+        0.5,
+        "Dirichlet α",
+        _DATA,
+        "Dirichlet concentration (smaller = more skewed labels).",
+        gt=0,
+        le=1e6,
+        when={"data_source": ("partitions",), "partitioner": ("dirichlet",)},
+    )
+    max_train_examples: int = setting(
+        0,
+        "Max. train examples per client",
+        _DATA,
+        "Cap on training and on validation examples per client, for quick runs (0: whole partition).",
+        ge=0,
+        le=10_000_000,
+    )
+    batch_size: int = setting(32, "Batch size", _LOCAL, "Client mini-batch size.", ge=1, le=4096)
+    learning_rate: float = setting(
+        0.01, "Learning rate", _LOCAL, "Client SGD learning rate (of round 1 with a schedule).", gt=0, le=100
+    )
+    lr_schedule: str = setting(
+        "constant",
+        "Learning-rate schedule",
+        _LOCAL,
+        "Client learning rate across rounds: constant, or cosine decay towards 0 by the last round.",
+        choices=LR_SCHEDULES,
+        advanced=True,
+    )
+    momentum: float = setting(0.9, "Momentum", _LOCAL, "Client SGD momentum.", ge=0, lt=1, advanced=True)
+    local_epochs: int = setting(1, "Local epochs", _LOCAL, "Epochs each client trains per round.", ge=1, le=100)
+    weight_decay: float = setting(0.0, "Weight decay", _LOCAL, "Client SGD L2 weight decay (0: none).", ge=0, le=1, advanced=True)
+    proximal_mu: float = setting(
+        0.0, "FedProx μ", _STRAT, "FedProx proximal term μ (0 = FedAvg).", ge=0, le=1e3, when={"strategy": ("fedprox",)}
+    )
+    server_learning_rate: float = setting(
+        1.0,
+        "FedAvgM server learning rate",
+        _STRAT,
+        "FedAvgM server learning rate.",
+        gt=0,
+        le=100,
+        when={"strategy": ("fedavgm",)},
+    )
+    server_momentum: float = setting(
+        0.0, "FedAvgM server momentum", _STRAT, "FedAvgM server momentum.", ge=0, lt=1, when={"strategy": ("fedavgm",)}
+    )
+    server_eta: float = setting(
+        0.01, "Server learning rate η", _STRAT, "FedAdam/FedYogi server learning rate.", gt=0, le=100, when=_ADAPTIVE
+    )
+    tau: float = setting(1e-3, "Adaptivity τ", _STRAT, "FedAdam/FedYogi adaptivity τ.", gt=0, le=1, when=_ADAPTIVE, advanced=True)
+    beta_1: float = setting(0.9, "β₁", _STRAT, "FedAdam/FedYogi β₁.", ge=0, lt=1, when=_ADAPTIVE, advanced=True)
+    beta_2: float = setting(0.99, "β₂", _STRAT, "FedAdam/FedYogi β₂.", ge=0, lt=1, when=_ADAPTIVE, advanced=True)
+    trim_beta: float = setting(
+        0.2,
+        "Trimmed share β",
+        _STRAT,
+        "FedTrimmedAvg: share cut from each end.",
+        gt=0,
+        lt=0.5,
+        when={"strategy": ("fedtrimmedavg",)},
+    )
+    krum_num_malicious: int = setting(
+        0,
+        "Krum f",
+        _STRAT,
+        "Krum: tolerated malicious nodes f (needs min_nodes >= 2f+3 when f > 0).",
+        ge=0,
+        le=1000,
+        when={"strategy": ("krum",)},
+    )
+    selection: str = setting(
+        "random",
+        "Client selection",
+        _SEL,
+        "Client selection: uniform, or by each node's last validation loss with exploration.",
+        choices=SELECTIONS,
+    )
+    selection_explore: float = setting(
+        0.25,
+        "Exploration share",
+        _SEL,
+        "Share of picks given to the least recently selected (> 0 so that no node starves).",
+        gt=0,
+        le=1,
+        when={"selection": ("performance",)},
+    )
+    dp: str = setting(
+        "none",
+        "Differential privacy",
+        _DP,
+        "Differential privacy: local (Opacus DP-SGD per client) or central (server-side clipping + noise).",
+        choices=DP_MODES,
+    )
+    dp_noise_multiplier: float = setting(
+        1.0, "DP noise multiplier", _DP, "Gaussian noise multiplier (DP).", ge=0, le=100, when=_DP_ON
+    )
+    dp_max_grad_norm: float = setting(
+        1.0, "DP max. gradient norm", _DP, "Per-sample gradient clipping norm (local DP).", gt=0, le=1e6, when={"dp": ("local",)}
+    )
+    dp_delta: float = setting(1e-5, "DP δ", _DP, "δ of (ε, δ)-DP.", gt=0, lt=1, when=_DP_ON, advanced=True)
+    dp_clipping_norm: float = setting(
+        10.0, "DP clipping norm", _DP, "Update clipping norm (central DP).", gt=0, le=1e6, when={"dp": ("central",)}
+    )
+    compression: str = setting(
+        "none", "Compression", _COMP, "Client update compression, with error feedback.", choices=COMPRESSIONS
+    )
+    compression_ratio: float = setting(
+        0.1,
+        "Top-k share kept",
+        _COMP,
+        "Share of update entries top-k keeps.",
+        gt=0,
+        le=1,
+        when={"compression": ("topk", "topk+int8")},
+    )
+    secure_aggregation: str = setting(
+        "none",
+        "Secure aggregation",
+        _SECAGG,
+        "Secure aggregation: secaggplus masks every update (Flower's SecAgg+), the server sees their sum.",
+        choices=SECURE_AGGREGATIONS,
+    )
+    secagg_num_shares: int = setting(
+        3, "SecAgg+ shares", _SECAGG, "SecAgg+: shares of each node's key.", ge=3, le=1000, when=_SECAGG_ON, advanced=True
+    )
+    secagg_reconstruction_threshold: int = setting(
+        2,
+        "SecAgg+ reconstruction threshold",
+        _SECAGG,
+        "SecAgg+: shares needed to unmask a node that dropped out (higher: more privacy, fewer dropouts tolerated).",
+        ge=2,
+        le=1000,
+        when=_SECAGG_ON,
+    )
+    secagg_clipping_range: float = setting(
+        8.0,
+        "SecAgg+ clipping range",
+        _SECAGG,
+        "SecAgg+: parameters clipped to ±this before masking.",
+        gt=0,
+        le=1e6,
+        when=_SECAGG_ON,
+        advanced=True,
+    )
+    secagg_quantization_range: int = setting(
+        4194304,
+        "SecAgg+ quantization levels",
+        _SECAGG,
+        "SecAgg+: integer levels of the quantized parameters.",
+        ge=2,
+        le=2**28,
+        when=_SECAGG_ON,
+        advanced=True,
+    )
+    keep_checkpoints: str = setting(
+        checkpoint_retention.DEFAULT,
+        "Checkpoints to keep",
+        _CKPT,
+        "Checkpoints this run keeps (one is written per round): all, best, or last-N (the N newest). "
+        "The newest and the best (centralized accuracy) are always kept.",
+        max_length=10,
+        pattern=checkpoint_retention.PATTERN,
+        check=checkpoint_retention.parse,
+        advanced=True,
+    )
+    from_checkpoint: str = setting(
+        "",
+        "From checkpoint (model id)",
+        _CKPT,
+        "Model id to resume from; rounds continue at its round + 1.",
+        max_length=200,
+        nullable=True,
+        key="resume-from",
+    )
+    dataset: str = setting(
+        "/usr/share/datasets/fashion-mnist",
+        "Dataset",
+        _DEPLOY,
+        "Fashion-MNIST: an IDX directory, or the hub id zalando-datasets/fashion_mnist.",
+        api=False,
+    )
+    validation_fraction: float = setting(
+        0.1,
+        "Validation fraction",
+        _DEPLOY,
+        "Share of each partition held out for the client's validation.",
+        ge=0,
+        lt=1,
+        api=False,
+    )
+    trace_step_every: int = setting(
+        1,
+        "Trace every k-th step",
+        _DEPLOY,
+        "A train.step span for every k-th optimizer step (only when OTEL_* configures an exporter); 0 = none.",
+        ge=0,
+        api=False,
+    )
+    flowerbed_run_id: str = setting(
+        "", "Flowerbed run id", _DEPLOY, "Set by the backend/CLI; empty with plain `flwr run`.", api=False
+    )
+    model_store: str = setting("", "Model store", _DEPLOY, "Where checkpoints go; set by the backend/CLI.", api=False)
+    traceparent: str = setting("", "Trace parent", _DEPLOY, "W3C trace context of the request that started the run.", api=False)
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
         """Build from Flower's run config; unknown keys are an error (typos)."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         for key, raw in run_config.items():
-            name = key.replace("-", "_")
-            if name not in fields:
-                raise SettingsError(key, f"unknown setting; valid: {', '.join(sorted(_kebab(f) for f in fields))}")
-            values[name] = _coerce(key, raw, type(getattr(cls, name)))
+            item = BY_KEY.get(key) or BY_KEY.get(key.replace("_", "-"))
+            if item is None:
+                raise SettingsError(key, f"unknown setting; valid: {', '.join(sorted(BY_KEY))}")
+            values[item.name] = item.coerce(raw, key)
         settings = cls(**values)
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        """Reject values that would fail later or silently do the wrong thing."""
-        _choice("model", self.model, MODELS)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("partitioner", self.partitioner, PARTITIONERS)
-        _choice("data-source", self.data_source, DATA_SOURCES)
-        if self.model == "mlp" and self.data_source != "node":
-            raise SettingsError("model", "mlp trains on tables, which only nodes' own data has: set data-source=node")
-        if self.data_source == "node" and self.evaluate_every > 1:
-            raise SettingsError(
-                "evaluate-every", "with data-source=node the nodes evaluate every round (it is the run's accuracy): use 0 or 1"
-            )
-        if not self.label_column.strip():
-            raise SettingsError("label-column", "must name the tables' label column")
-        _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)
-        if self.num_server_rounds < 1:
-            raise SettingsError("num-server-rounds", "must be at least 1")
-        for key in ("fraction_train", "fraction_evaluate"):
-            value = getattr(self, key)
-            if not 0.0 < value <= 1.0:
-                raise SettingsError(_kebab(key), f"must be in (0, 1], got {value}")
-        if self.min_nodes < 1:
-            raise SettingsError("min-nodes", "must be at least 1")
-        if self.min_available_nodes < self.min_nodes:
-            raise SettingsError("min-available-nodes", "must be >= min-nodes")
-        if self.alpha <= 0:
-            raise SettingsError("alpha", f"must be > 0, got {self.alpha}")
-        if self.learning_rate <= 0:
-            raise SettingsError("learning-rate", "must be > 0")
-        if not 0.0 <= self.momentum < 1.0:
-            raise SettingsError("momentum", "must be in [0, 1)")
-        if self.local_epochs < 1:
-            raise SettingsError("local-epochs", "must be at least 1")
-        if self.batch_size < 1:
-            raise SettingsError("batch-size", "must be at least 1")
-        if self.round_timeout <= 0:
-            raise SettingsError("round-timeout", "must be > 0 seconds")
-        if self.node_wait_timeout <= 0:
-            raise SettingsError("node-wait-timeout", "must be > 0 seconds")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise SettingsError("validation-fraction", "must be in [0, 1)")
-        if self.evaluate_every < 0:
-            raise SettingsError("evaluate-every", "must be >= 0 (0 = carried in train replies)")
-        if self.trace_step_every < 0:
-            raise SettingsError("trace-step-every", "must be >= 0 (0 = no step spans)")
-        if self.max_train_examples < 0:
-            raise SettingsError("max-train-examples", "must be >= 0 (0 = whole partition)")
-        try:
-            checkpoint_retention.parse(self.keep_checkpoints)
-        except ValueError as exc:
-            raise SettingsError("keep-checkpoints", str(exc)) from None
-        self._validate_algorithms()
+        """Each value against its declaration, then the named rules that relate settings."""
+        for item in SETTINGS:
+            item.check(getattr(self, item.name))
+        from flowerbed_app.run_rules import RULES  # the rules need the declarations above
 
-    def _validate_algorithms(self) -> None:
-        """Strategy, selection, privacy and compression values and their combinations."""
-        _choice("selection", self.selection, SELECTIONS)
-        _choice("dp", self.dp, DP_MODES)
-        _choice("compression", self.compression, COMPRESSIONS)
-        if not 0.0 < self.selection_explore <= 1.0:
-            raise SettingsError("selection-explore", "must be in (0, 1] so that no node starves")
-        if not 0.0 < self.compression_ratio <= 1.0:
-            raise SettingsError("compression-ratio", f"must be in (0, 1] (share of entries kept), got {self.compression_ratio}")
-        if self.proximal_mu < 0:
-            raise SettingsError("proximal-mu", "must be >= 0 (0 makes fedprox equal to fedavg)")
-        if self.server_learning_rate <= 0:
-            raise SettingsError("server-learning-rate", "must be > 0")
-        if not 0.0 <= self.server_momentum < 1.0:
-            raise SettingsError("server-momentum", "must be in [0, 1)")
-        if self.server_eta <= 0:
-            raise SettingsError("server-eta", "must be > 0")
-        if self.tau <= 0:
-            raise SettingsError("tau", "must be > 0 (adaptivity; avoids division by zero)")
-        for key in ("beta_1", "beta_2"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise SettingsError(_kebab(key), "must be in [0, 1)")
-        if not 0.0 <= self.trim_beta < 0.5:
-            raise SettingsError("trim-beta", "must be in [0, 0.5): the fraction cut from each end")
-        if self.krum_num_malicious < 0:
-            raise SettingsError("krum-num-malicious", "must be >= 0")
-        if self.strategy == "krum" and self.min_nodes < 2 * self.krum_num_malicious + 3:
-            raise SettingsError(
-                "krum-num-malicious",
-                f"krum tolerates f malicious nodes only with at least 2f+3 nodes per round; "
-                f"min-nodes={self.min_nodes} is too few for f={self.krum_num_malicious} — "
-                f"raise min-nodes to {2 * self.krum_num_malicious + 3} or lower krum-num-malicious",
-            )
-        if self.dp != "none":
-            if self.dp_noise_multiplier <= 0:
-                raise SettingsError("dp-noise-multiplier", "must be > 0 with dp enabled (0 gives no privacy)")
-            if not 0.0 < self.dp_delta < 1.0:
-                raise SettingsError("dp-delta", "must be in (0, 1), typically below 1/(number of examples)")
-            if self.compression != "none":
-                raise SettingsError("compression", f"cannot be combined with dp={self.dp}: set compression=none or dp=none")
-        if self.dp == "local":
-            if self.dp_max_grad_norm <= 0:
-                raise SettingsError("dp-max-grad-norm", "must be > 0")
-            if self.model not in DP_LOCAL_MODELS:
-                raise SettingsError(
-                    "model", f"dp=local needs a model without BatchNorm ({', '.join(DP_LOCAL_MODELS)}), got {self.model!r}"
-                )
-            if self.strategy == "fedprox" and self.proximal_mu > 0:
-                raise SettingsError(
-                    "proximal-mu", "fedprox's proximal term never reaches DP-SGD's per-sample gradients: use dp=central or mu=0"
-                )
-        if self.dp == "central" and self.dp_clipping_norm <= 0:
-            raise SettingsError("dp-clipping-norm", "must be > 0")
+        for rule in RULES:
+            rule(self)
 
     def partition_spec(self, partition_id: int, num_partitions: int) -> PartitionSpec:
         """Which slice of the data node `partition_id` of `num_partitions` trains on in this run."""
@@ -237,29 +370,13 @@ class RunSettings:
 
     def to_run_config(self) -> dict[str, Any]:
         """The kebab-case dict Flower expects, e.g. for StartRun overrides."""
-        return {_kebab(k): v for k, v in dataclasses.asdict(self).items()}
+        return {item.key: getattr(self, item.name) for item in SETTINGS}
 
 
-def _kebab(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise SettingsError(key, f"unknown value {value!r}; valid: {', '.join(valid)}")
-
-
-def _coerce(key: str, raw: Any, kind: type) -> Any:
-    """Flower passes TOML scalars; accept the obvious conversions, reject the rest."""
-    try:
-        if kind is bool:
-            return bool(raw)
-        if kind is int:
-            if isinstance(raw, float) and not raw.is_integer():
-                raise ValueError
-            return int(raw)
-        if kind is float:
-            return float(raw)
-        return str(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(key, f"expected {kind.__name__}, got {raw!r}") from None
+SETTINGS: tuple[Declared, ...] = declared(RunSettings)
+# Run-config key → setting; also each setting's name in kebab-case where its key differs
+# (`--set num-rounds=…`), so either spelling is accepted.
+BY_KEY: dict[str, Declared] = {
+    **{item.name.replace("_", "-"): item for item in SETTINGS},
+    **{item.key: item for item in SETTINGS},
+}

@@ -34,7 +34,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from flowerbed_app import checkpoint_retention, checkpoints, telemetry
+from flowerbed_app import checkpoint_retention, checkpoints, secure_aggregation, telemetry
 from flowerbed_app.data_description import conversion_to_config
 from flowerbed_app.data_survey import Survey, survey_nodes
 from flowerbed_app.fashion_mnist import check_source
@@ -103,8 +103,8 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
     # Lineage: every checkpoint of this run names the one the run started from and that one's
     # ancestors, so the chain stays readable when older checkpoints are pruned or deleted.
     ancestors: list[str] = []
-    if settings.resume_from:
-        meta = checkpoints.find_checkpoint(store, settings.resume_from)
+    if settings.from_checkpoint:
+        meta = checkpoints.find_checkpoint(store, settings.from_checkpoint)
         if meta.get("model") != settings.model:
             raise ValueError(
                 f"resume-from: checkpoint {meta['model_id']} holds a {meta.get('model')!r} model, not {settings.model!r}"
@@ -221,27 +221,27 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         )
 
     data_config = conversion_to_config(survey.run_data.conversion) if survey else {}
-    train_config = ConfigRecord(
-        {
-            "learning-rate": settings.learning_rate,
-            "momentum": settings.momentum,
-            "local-epochs": settings.local_epochs,
-            "batch-size": settings.batch_size,
-            "traceparent": settings.traceparent,
-            **data_config,
-        }
-    )
+    # The clients read their optimizer settings from the run config (RunSettings), not from here:
+    # one way for each setting. The train message carries only what changes per round or run.
+    train_config = ConfigRecord({"traceparent": settings.traceparent, **data_config})
     started = time.time()
     try:
-        built.runner.start(
-            grid=fast_grid,  # type: ignore[arg-type]
-            initial_arrays=ArrayRecord(model.state_dict()),
-            num_rounds=settings.num_server_rounds,
-            timeout=settings.round_timeout,
-            train_config=train_config,
-            evaluate_config=ConfigRecord(dict(data_config)),
-            evaluate_fn=evaluate_and_checkpoint,
-        )
+        if secure_aggregation.enabled(settings):
+            from flowerbed_app import secagg_server  # Flower's legacy workflow: only for these runs
+
+            fast_grid.screen = None  # no single update to screen: the server sees only the masked sum
+            initial = ArrayRecord(model.state_dict())
+            secagg_server.run(fast_grid, context, settings, strategy, initial, train_config, evaluate_and_checkpoint)  # type: ignore[arg-type]
+        else:
+            built.runner.start(
+                grid=fast_grid,  # type: ignore[arg-type]
+                initial_arrays=ArrayRecord(model.state_dict()),
+                num_rounds=settings.num_rounds,
+                timeout=settings.round_timeout,
+                train_config=train_config,
+                evaluate_config=ConfigRecord(dict(data_config)),
+                evaluate_fn=evaluate_and_checkpoint,
+            )
         for future in pending:
             future.result()  # every round evaluated and checkpointed before the run finishes
     except Exception:

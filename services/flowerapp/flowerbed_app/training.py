@@ -68,6 +68,7 @@ def train(
     *,
     learning_rate: float,
     momentum: float,
+    weight_decay: float = 0.0,
     epochs: int,
     batch_size: int,
     seed: int,
@@ -90,7 +91,7 @@ def train(
     # Dropout draws from torch's global generator, which every fresh process seeds at
     # random: seed it too, or the same run config never trains the same model twice.
     torch.manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
     if proximal_mu > 0 and dp is not None:
         raise ValueError("proximal_mu and dp cannot be combined")
     anchors: list[torch.Tensor] = []

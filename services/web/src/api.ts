@@ -6,90 +6,34 @@
  */
 import { CSRF_HEADER, csrfToken, isSignedIn, refreshSession } from "./session";
 import { promptForToken } from "./token";
+import type { components } from "./api_types";
 
-export type RunStatus = "pending" | "running" | "completed" | "failed" | "stopped";
+/** The API's own shapes, generated from the backend's OpenAPI document (`make web-types`; a test keeps them current). */
+type Schemas = components["schemas"];
+
+export type RunStatus = Schemas["RunSummary"]["status"];
 export const RUN_STATUSES: RunStatus[] = ["pending", "running", "completed", "failed", "stopped"];
 export const TERMINAL: ReadonlySet<string> = new Set(["completed", "failed", "stopped"]);
 
 export type Timestamp = string | number | null;
 export type TrainingConfig = Record<string, unknown>;
+export type RunSummary = Schemas["RunSummary"];
+export type RunDetail = Schemas["RunDetail"];
+export type RoundResult = Schemas["RoundDetail"];
+export type ClientResult = Schemas["ClientResult"];
+export type Failure = Schemas["RoundFailure"];
+export type NodeInfo = Schemas["NodeInfo"];
+export type SiteRegistered = Schemas["SiteRegistered"];
+export type NodeData = Schemas["NodeDescription"];
+export type MlflowExport = Schemas["MlflowExport"];
+export type ModelInfo = Schemas["ModelInfo"];
+export type ModelInput = Schemas["ModelInputInfo"];
+export type Prediction = Schemas["Prediction"];
+export type PredictionResult = Schemas["PredictionResult"];
+export type LineageEntry = Schemas["LineageEntry"];
+export type Page<T> = Omit<Schemas["RunPage"], "items"> & { items: T[] };
 
-export interface RunSummary {
-  run_id: string;
-  status: RunStatus;
-  created_at: Timestamp;
-  started_at?: Timestamp;
-  finished_at?: Timestamp;
-  config?: TrainingConfig;
-  accuracy?: number | null;
-  /** centralized: the server's test split; federated: the nodes' own validation data (data_source=node). */
-  accuracy_kind?: "centralized" | "federated";
-  loss?: number | null;
-  rounds_completed?: number | null;
-  num_rounds?: number | null;
-  flower_run_id?: string | null;
-  error?: string | null;
-  from_checkpoint?: string | null;
-  /** The failed or stopped run this one continues (POST /training/{id}/resume). */
-  resumed_from?: string | null;
-  trace_id?: string | null;
-  /** `/#/traces/<id>` (local mode's built-in view) or an absolute Grafana Explore URL (compose). */
-  trace_url?: string | null;
-}
-
-export interface ClientResult {
-  node_id: string;
-  partition_id?: number | null;
-  num_examples?: number | null;
-  train_loss?: number | null;
-  train_accuracy?: number | null;
-  train_seconds?: number | null;
-  val_loss?: number | null;
-  val_accuracy?: number | null;
-}
-
-export interface Failure {
-  node_id?: string | null;
-  phase?: string | null;
-  reason?: string | null;
-}
-
-export interface RoundResult {
-  round: number;
-  accuracy?: number | null;
-  accuracy_kind?: "centralized" | "federated";
-  loss?: number | null;
-  train?: Record<string, unknown> | null;
-  federated_evaluation?: Record<string, unknown> | null;
-  clients?: ClientResult[];
-  failures?: Failure[];
-  seconds?: number | null;
-  timeline?: unknown;
-  /** Update traffic of the round (compression runs report the dense equivalent too). */
-  bytes?: { sent_compressed?: number; dense_equivalent?: number; ratio?: number };
-  /** Differential privacy spent so far (DP runs). */
-  privacy?: { epsilon?: number; delta?: number; mode?: string };
-  model_id?: string | null;
-}
-
-export interface RunDetail extends RunSummary {
-  rounds: RoundResult[];
-  /** data_source=node: each node's data description before round 1, and the nodes left out. */
-  node_data?: { nodes: (NodeData & { node_id: string })[]; failures: { node_id: string; reason: string }[] } | null;
-  bytes_sent?: number | null;
-  bytes_received?: number | null;
-  /** Only when the backend mirrors runs into MLflow (FLOWERBED_MLFLOW_TRACKING_URI). */
-  mlflow?: MlflowExport | null;
-}
-
-export interface MlflowExport {
-  mlflow_run_id?: string | null;
-  /** The last of the run's events exported to MLflow. */
-  exported_seq: number;
-  /** Why the export is behind (server unreachable…); the backend retries it. */
-  warning?: string | null;
-}
-
+/** `GET /traces/{id}` spans: the backend keeps them as stored OTLP records (not a declared model). */
 export interface TraceEvent {
   name: string;
   time_ns: number;
@@ -112,94 +56,6 @@ export interface TraceSpan {
 export interface Trace {
   trace_id: string;
   spans: TraceSpan[];
-}
-
-export interface Page<T> {
-  items: T[];
-  total: number;
-  limit: number;
-  offset: number;
-}
-
-export interface NodeInfo {
-  node_id: string;
-  status: string;
-  last_seen: Timestamp;
-  online_until?: Timestamp;
-  /** The site's name given when it was added (POST /nodes); empty for nodes that registered themselves. */
-  name?: string;
-  /** SHA256 fingerprint of the node's public key, as `ssh-keygen -lf` prints it. */
-  key_fingerprint?: string;
-  registered_at?: string;
-  /** data_source=node: the node's data description from the newest run that asked it, or `error`. */
-  data?: NodeData | null;
-}
-
-/** POST /nodes: what a new site copies and types (deploy/remote-supernode filled in for it). */
-export interface SiteRegistered {
-  node_id: string;
-  name: string;
-  key_fingerprint: string;
-  setup: { files: { path: string; content: string | null; note: string }[]; command: string; warnings: string[] };
-}
-
-export interface NodeData {
-  run_id?: string;
-  site?: string;
-  format?: string;
-  examples?: number;
-  classes?: Record<string, number | string>;
-  columns?: string[];
-  image_shape?: number[];
-  error?: string;
-}
-
-export interface ModelInfo {
-  model_id: string;
-  run_id: string;
-  round: number;
-  model?: string | null;
-  metrics?: Record<string, number | null> | null;
-  sha256?: string | null;
-  size?: number | null;
-  created_at?: Timestamp;
-  /** The checkpoint this one's run started from (resume, from_checkpoint). */
-  parent?: string | null;
-  /** What the model takes (null when the checkpoint's metadata names no known model). */
-  input?: ModelInput | null;
-}
-
-export interface ModelInput {
-  /** images: send an image file; table: a JSON row of `columns`. */
-  kind: "images" | "table";
-  classes: string[];
-  /** [channels, height, width] of images, or [number of features]. */
-  shape: number[];
-  columns: string[];
-  /** The federation's mean of each column: a typical row. */
-  feature_mean: number[];
-}
-
-export interface Prediction {
-  class_index: number;
-  label: string;
-  probability: number;
-}
-
-export interface PredictionResult {
-  model_id: string;
-  model: string;
-  /** Every class, most probable first. */
-  predictions: Prediction[];
-}
-
-export interface LineageEntry {
-  model_id: string;
-  run_id: string;
-  round: number;
-  /** False once the checkpoint was pruned or its run deleted. */
-  available: boolean;
-  model?: ModelInfo | null;
 }
 
 export interface ValidationIssue {
@@ -253,7 +109,7 @@ async function request<T>(method: string, path: string, body?: unknown, retried 
     throw new ApiError(0, null);
   }
   const text = await response.text();
-  let data: unknown = null;
+  let data: unknown;
   try {
     data = text ? JSON.parse(text) : null;
   } catch {
@@ -278,6 +134,7 @@ const enc = encodeURIComponent;
 
 export const api = {
   schema: () => request<JsonSchema>("GET", "/training/schema"),
+  presets: () => request<Preset[]>("GET", "/training/presets"),
   start: (config: TrainingConfig) => request<RunSummary>("POST", "/training/start", config),
   runs: (params: { status?: string; limit: number; offset: number }) => {
     const q = new URLSearchParams({ limit: String(params.limit), offset: String(params.offset) });
@@ -331,6 +188,18 @@ export interface JsonSchema {
   exclusiveMaximum?: number;
   title?: string;
   description?: string;
+  "x-label"?: string;
+  "x-group"?: string;
+  "x-advanced"?: boolean;
+  "x-when"?: Record<string, unknown[]>;
+  "x-groups"?: { title: string; hint: string }[];
+}
+
+/** `GET /training/presets`: a named partial configuration the Start form fills in over the defaults. */
+export interface Preset {
+  name: string;
+  description: string;
+  config: TrainingConfig;
 }
 
 /**

@@ -13,12 +13,13 @@ export function toMillis(value: string | number | null | undefined): number | nu
   return Number.isNaN(parsed) ? null : parsed;
 }
 
-export function formatAccuracy(value: number | null | undefined): string {
-  return value === null || value === undefined || Number.isNaN(value) ? "—" : `${(value * 100).toFixed(2)}%`;
+/** Any value: a checkpoint's metrics are whatever the run recorded; only a number is shown. */
+export function formatAccuracy(value: unknown): string {
+  return typeof value !== "number" || Number.isNaN(value) ? "—" : `${(value * 100).toFixed(2)}%`;
 }
 
-export function formatLoss(value: number | null | undefined): string {
-  return value === null || value === undefined || Number.isNaN(value) ? "—" : value.toFixed(4);
+export function formatLoss(value: unknown): string {
+  return typeof value !== "number" || Number.isNaN(value) ? "—" : value.toFixed(4);
 }
 
 export function formatNumber(value: number | null | undefined, digits = 0): string {

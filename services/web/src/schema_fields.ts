@@ -1,6 +1,8 @@
 /**
  * Turns the backend's pydantic JSON schema of TrainingConfig into flat field descriptions for the form:
- * `$ref`, `allOf`, `anyOf`/`oneOf` (nullable) are resolved here so the form never deals with them.
+ * `$ref`, `allOf`, `anyOf`/`oneOf` (nullable) are resolved here so the form never deals with them. Labels,
+ * sections, the advanced flag and when a field matters come from the schema too (`x-label`, `x-group`,
+ * `x-advanced`, `x-when`: declared once with each run setting on the server), never from a list here.
  */
 import type { JsonSchema } from "./api";
 import { humanize } from "./format";
@@ -18,6 +20,25 @@ export interface FieldSpec {
   maximum?: number;
   exclusiveMinimum?: number;
   exclusiveMaximum?: number;
+  /** Form section (`x-group`). */
+  group: string;
+  /** Folded away under "Advanced" (`x-advanced`). */
+  advanced: boolean;
+  /** Matters only when every named field has one of the listed values (`x-when`). */
+  when?: Record<string, unknown[]>;
+}
+
+/** Whether a field matters for the values chosen so far (its `x-when` holds). */
+export function applies(f: FieldSpec, values: Record<string, unknown>): boolean {
+  return Object.entries(f.when ?? {}).every(([name, allowed]) => allowed.map(String).includes(String(values[name])));
+}
+
+/** The form's sections in order (`x-groups`, with hints), then any group a field names that the list lacks. */
+export function groupsOf(root: JsonSchema, fields: FieldSpec[]): { title: string; hint: string }[] {
+  const listed = root["x-groups"] ?? [];
+  const titles = new Set(listed.map((g) => g.title));
+  const extra = [...new Set(fields.map((f) => f.group))].filter((g) => !titles.has(g)).map((title) => ({ title, hint: "" }));
+  return [...listed, ...extra];
 }
 
 function resolveRef(root: JsonSchema, ref: string): JsonSchema {
@@ -73,7 +94,7 @@ export function fieldsFromSchema(root: JsonSchema): FieldSpec[] {
     else if (types.includes("boolean")) kind = "boolean";
     return {
       name,
-      label: outer.title && outer.title.toLowerCase() !== name.replace(/_/g, " ") ? outer.title : humanize(name),
+      label: outer["x-label"] ?? (outer.title && outer.title.toLowerCase() !== name.replace(/_/g, " ") ? outer.title : humanize(name)),
       description: outer.description ?? inner.description,
       kind,
       options,
@@ -84,6 +105,9 @@ export function fieldsFromSchema(root: JsonSchema): FieldSpec[] {
       maximum: inner.maximum,
       exclusiveMinimum: inner.exclusiveMinimum,
       exclusiveMaximum: inner.exclusiveMaximum,
+      group: outer["x-group"] ?? "Other",
+      advanced: outer["x-advanced"] ?? false,
+      when: outer["x-when"],
     };
   });
 }

@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from flowerbed.db.models import Round, Run
+from flowerbed.api.data_schemas import NodeDataReport, NodeDescription
+from flowerbed.api.round_schemas import AccuracyKind, RoundDetail
+from flowerbed.db.models import Run
 from flowerbed.db.run_history import as_utc
-
-RunStatus = Literal["pending", "running", "completed", "failed", "stopped"]
+from flowerbed.run_status import RunStatus
 
 
 class Message(BaseModel):
@@ -41,11 +42,8 @@ class StartedRun(BaseModel):
     resumed_from: str | None = Field(None, description="The failed or stopped run this one continues.")
 
 
-# Which accuracy a run reports: data_source=node runs have no central test set.
-AccuracyKind = Literal["centralized", "federated"]
-
-
 def accuracy_kind_of(config: dict[str, Any]) -> AccuracyKind:
+    """Which accuracy a run reports: data_source=node runs have no central test set."""
     return "federated" if config.get("data_source") == "node" else "centralized"
 
 
@@ -96,49 +94,6 @@ class RunSummary(BaseModel):
         )
 
 
-class RoundDetail(BaseModel):
-    round: int
-    accuracy: float | None
-    accuracy_kind: AccuracyKind = "centralized"
-    loss: float | None
-    train: dict[str, Any] = Field(default_factory=dict)
-    federated_evaluation: dict[str, Any] = Field(default_factory=dict)
-    clients: list[dict[str, Any]] = Field(default_factory=list, description="Per node: node_id, partition_id, metrics.")
-    failures: list[dict[str, Any]] = Field(default_factory=list, description="Per failed node: node_id, phase, reason.")
-    seconds: float | None = Field(
-        None,
-        description="From the round's start until its result (centralized evaluation, checkpoint) was ready; "
-        "evaluation overlaps the next round, so this can exceed the gap between rounds.",
-    )
-    timeline: dict[str, Any] = Field(default_factory=dict)
-    model_id: str | None = None
-    bytes: dict[str, Any] = Field(default_factory=dict, description="sent_compressed, dense_equivalent, ratio.")
-    privacy: dict[str, Any] = Field(default_factory=dict, description="epsilon, delta, mode (DP runs).")
-    selection: dict[str, Any] = Field(default_factory=dict, description="mode, scores, explored (who was picked, why).")
-
-    @classmethod
-    def of(cls, row: Round) -> RoundDetail:
-        p = row.payload
-        clients = [{**c, "node_id": str(c["node_id"])} if "node_id" in c else c for c in p.get("clients") or []]
-        failures = [{**f, "node_id": str(f["node_id"])} if "node_id" in f else f for f in p.get("failures") or []]
-        return cls(
-            round=row.round,
-            accuracy=row.accuracy,
-            accuracy_kind=p.get("accuracy_kind") or "centralized",
-            loss=row.loss,
-            train=p.get("train") or {},
-            federated_evaluation=p.get("federated_evaluation") or {},
-            clients=clients,
-            failures=failures,
-            seconds=p.get("seconds"),
-            timeline=p.get("timeline") or {},
-            model_id=p.get("model_id"),
-            bytes=p.get("bytes") or {},
-            privacy=p.get("privacy") or {},
-            selection=_string_keys(p.get("selection") or {}),
-        )
-
-
 def node_data_of(event: dict[str, Any] | None) -> dict[str, Any] | None:
     """The data_described event as the API shows it: node ids as strings (uint64, see below)."""
     if event is None:
@@ -147,15 +102,6 @@ def node_data_of(event: dict[str, Any] | None) -> dict[str, Any] | None:
         "nodes": [{**n, "node_id": str(n.get("node_id"))} for n in event.get("nodes") or []],
         "failures": [{**f, "node_id": str(f.get("node_id"))} for f in event.get("failures") or []],
     }
-
-
-def _string_keys(value: Any) -> Any:
-    """Node ids are uint64: as JSON object keys or values they must be strings for browsers."""
-    if isinstance(value, dict):
-        return {str(k): _string_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [str(v) if isinstance(v, int) and v > 2**53 else _string_keys(v) for v in value]
-    return value
 
 
 class MlflowExport(BaseModel):
@@ -172,7 +118,7 @@ class RunDetail(RunSummary):
     bytes_received: int | None
     trace_id: str | None = None
     trace_url: str | None = Field(None, description="Grafana Explore (compose) or the dashboard's trace view (local).")
-    node_data: dict[str, Any] | None = Field(
+    node_data: NodeDataReport | None = Field(
         None,
         description="data_source=node: what each node described about its data before round 1 (`nodes`: node_id, "
         "site, format, examples, columns or image_shape, classes with counts under 5 as '< 5') and the nodes left out "
@@ -213,7 +159,7 @@ class NodeInfo(BaseModel):
     name: str = Field("", description="The site's name given at POST /nodes (empty for nodes that registered themselves).")
     key_fingerprint: str = Field("", description="SHA256 fingerprint of the node's public key, as `ssh-keygen -lf` prints it.")
     registered_at: str = Field("", description="When the SuperLink admitted the node (ISO time).")
-    data: dict[str, Any] | None = Field(
+    data: NodeDescription | None = Field(
         None,
         description="data_source=node: the node's data description from the newest run that asked it (format, examples, "
         "columns or image_shape, classes with counts under 5 as '< 5'; or `error`: why it had no usable data), and that "

@@ -14,14 +14,14 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from flowerbed.run_status import RESUMABLE_STATUSES, TERMINAL_STATUSES
+
 
 class Base(DeclarativeBase):
     pass
 
 
-TERMINAL_STATUSES = ("completed", "failed", "stopped")
-RESUMABLE_STATUSES = ("failed", "stopped")
-STATUSES = ("pending", "running", *TERMINAL_STATUSES)
+__all__ = ["RESUMABLE_STATUSES", "TERMINAL_STATUSES", "Base"]
 
 
 class Run(Base):

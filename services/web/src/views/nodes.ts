@@ -148,7 +148,7 @@ function siteSetup(site: SiteRegistered, area: HTMLElement): HTMLElement {
     `Site ${site.name} added (node ${site.node_id})`,
     [
       h("p", {}, "Key fingerprint ", h("code", { "data-testid": "site-fingerprint" }, site.key_fingerprint), " — compare it with ssh-keygen -lf supernode.pub on the site."),
-      ...site.setup.warnings.map((w) => h("p", { class: "field-error", "data-testid": "site-warning" }, w)),
+      ...(site.setup.warnings ?? []).map((w) => h("p", { class: "field-error", "data-testid": "site-warning" }, w)),
       h("p", {}, "On the site's host, in a checkout of this repository, write these files:"),
       ...files,
       h("p", {}, "Then start the site:"),

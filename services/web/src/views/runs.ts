@@ -112,7 +112,8 @@ export function renderRuns(root: HTMLElement, route: Route): () => void {
           h("td", { class: "num" }, formatLoss(r.loss)),
           h("td", {}, formatTimestamp(r.created_at)),
           h("td", { class: "num" }, duration(r)),
-          h("td", {}, traceAnchor(r, "Trace")),
+          // The list answer (RunSummary) carries no trace_id/trace_url today, so this cell stays empty until it does.
+          h("td", {}, traceAnchor(r as { trace_id?: string | null; trace_url?: string | null }, "Trace")),
         );
         row.addEventListener("click", open);
         return row;

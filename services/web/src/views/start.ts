@@ -1,45 +1,26 @@
 /**
- * Start Training: a form generated from `GET /training/schema` (defaults, enums, bounds), posted to
- * `POST /training/start`. Server-side validation errors are shown next to their fields; the server stays
- * the authority on what is valid (the browser's min/max only catch typos early).
+ * Start Training: a form generated from `GET /training/schema`, posted to `POST /training/start`.
+ *
+ * Everything about a field comes from the schema (declared once with each run setting on the server): its
+ * label (`x-label`), section (`x-group`, in the order of `x-groups`), whether it is folded under "Advanced"
+ * (`x-advanced`) and when it matters (`x-when`): a field that does not matter for the chosen strategy, privacy
+ * mode, compression, selection or data source is hidden, left out of the request (the server's default
+ * applies) and shown again as soon as it matters. Presets (`GET /training/presets`) fill the form over the
+ * defaults. The duration estimate uses the last finished runs' seconds per round and start-up time. The submit button
+ * lives in a side column (below the form on narrow screens), so it never covers a field. The server stays the
+ * authority on what is valid: its 422s are shown next to their fields.
  */
-import { ApiError, api, type TrainingConfig } from "../api";
+import { ApiError, api, type JsonSchema, type Preset, type RunDetail, type TrainingConfig } from "../api";
 import { h, mount, stateBlock } from "../dom";
+import { formatDuration, toMillis } from "../format";
 import type { Route } from "../router";
 import { navigate } from "../router";
-import { boundsText, fieldsFromSchema, type FieldSpec } from "../schema_fields";
+import { applies, boundsText, fieldsFromSchema, groupsOf, type FieldSpec } from "../schema_fields";
 import { card, pageHeader } from "../widgets";
 
-const GROUPS: { title: string; hint: string; fields: string[] }[] = [
-  { title: "Model & schedule", hint: "What to train and for how long.", fields: ["model", "strategy", "num_rounds", "evaluate_every", "seed"] },
-  { title: "Clients", hint: "How many SuperNodes take part in each round.", fields: ["fraction_train", "fraction_evaluate", "min_nodes", "min_available_nodes", "node_wait_timeout", "round_timeout"] },
-  { title: "Data", hint: "Fashion-MNIST split across clients (partitions), or each node's own data directory (node).", fields: ["data_source", "label_column", "partitioner", "alpha", "max_train_examples", "batch_size"] },
-  { title: "Local training", hint: "Optimiser settings on every client.", fields: ["learning_rate", "momentum", "local_epochs"] },
-  { title: "Strategy parameters", hint: "Each strategy reads the ones it has.", fields: ["proximal_mu", "server_learning_rate", "server_momentum", "server_eta", "tau", "beta_1", "beta_2", "trim_beta", "krum_num_malicious"] },
-  { title: "Client selection", hint: "Who trains each round.", fields: ["selection", "selection_explore"] },
-  { title: "Privacy", hint: "Differential privacy, local (Opacus in every client) or central (server-side).", fields: ["dp", "dp_noise_multiplier", "dp_max_grad_norm", "dp_delta", "dp_clipping_norm"] },
-  { title: "Compression", hint: "Client updates sent compressed, with error feedback.", fields: ["compression", "compression_ratio"] },
-  { title: "Checkpoints", hint: "What this run keeps, and a stored checkpoint to continue from (leave empty to start fresh).", fields: ["keep_checkpoints", "from_checkpoint"] },
-];
+type Input = HTMLInputElement | HTMLSelectElement;
 
-/** Friendlier labels than the schema's titles ("Num Rounds"); unknown fields fall back to the schema. */
-const LABELS: Record<string, string> = {
-  num_rounds: "Rounds",
-  fraction_train: "Train fraction",
-  fraction_evaluate: "Evaluate fraction",
-  min_nodes: "Min. nodes per round",
-  min_available_nodes: "Min. connected nodes",
-  alpha: "Dirichlet alpha",
-  round_timeout: "Round timeout (s)",
-  node_wait_timeout: "Node wait timeout (s)",
-  max_train_examples: "Max. train examples per client",
-  from_checkpoint: "From checkpoint (model id)",
-  keep_checkpoints: "Checkpoints to keep",
-  data_source: "Data source",
-  label_column: "Label column (tables)",
-};
-
-function inputFor(f: FieldSpec, value: unknown): HTMLInputElement | HTMLSelectElement {
+function inputFor(f: FieldSpec): Input {
   const common = { id: `field-${f.name}`, name: f.name, "data-testid": `field-${f.name}`, "aria-describedby": `help-${f.name} error-${f.name}` };
   if (f.kind === "enum") {
     const select = h(
@@ -48,18 +29,13 @@ function inputFor(f: FieldSpec, value: unknown): HTMLInputElement | HTMLSelectEl
       f.nullable ? h("option", { value: "" }, "—") : null,
       (f.options ?? []).map((o) => h("option", { value: o }, o)),
     );
-    select.value = value === null || value === undefined ? "" : String(value);
     return select;
   }
-  if (f.kind === "boolean") {
-    const box = h("input", { ...common, type: "checkbox" });
-    box.checked = Boolean(value);
-    return box;
-  }
+  if (f.kind === "boolean") return h("input", { ...common, type: "checkbox" });
   const numeric = f.kind === "integer" || f.kind === "number";
   const min = f.minimum ?? f.exclusiveMinimum;
   const max = f.maximum ?? f.exclusiveMaximum;
-  const input = h("input", {
+  return h("input", {
     ...common,
     type: numeric ? "number" : "text",
     inputmode: numeric ? (f.kind === "integer" ? "numeric" : "decimal") : undefined,
@@ -70,17 +46,49 @@ function inputFor(f: FieldSpec, value: unknown): HTMLInputElement | HTMLSelectEl
     placeholder: f.nullable ? (numeric ? "no limit" : "none") : undefined,
     autocomplete: "off",
   });
-  input.value = value === null || value === undefined ? "" : String(value);
-  return input;
 }
 
-function readValue(f: FieldSpec, el: HTMLInputElement | HTMLSelectElement): unknown {
+function writeValue(f: FieldSpec, el: Input, value: unknown): void {
+  if (f.kind === "boolean") (el as HTMLInputElement).checked = Boolean(value);
+  else el.value = value === null || value === undefined ? "" : String(value);
+}
+
+function readValue(f: FieldSpec, el: Input): unknown {
   if (f.kind === "boolean") return (el as HTMLInputElement).checked;
   const raw = el.value.trim();
   if (raw === "") return f.nullable ? null : f.kind === "string" || f.kind === "enum" ? "" : raw;
   if (f.kind === "integer") return Number.isInteger(Number(raw)) ? Number(raw) : raw;
   if (f.kind === "number") return Number.isNaN(Number(raw)) ? raw : Number(raw);
   return raw;
+}
+
+export interface Pace {
+  /** Median seconds of one round (the rounds' own durations). */
+  perRound: number;
+  /** Median seconds a run spends outside its rounds (start-up, waiting for nodes, the end). */
+  overhead: number;
+  runs: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** How long the last finished runs took per round and around their rounds, or null when there is none. */
+export function paceOf(runs: RunDetail[]): Pace | null {
+  const perRound: number[] = [];
+  const overhead: number[] = [];
+  for (const r of runs) {
+    const started = toMillis(r.started_at ?? null);
+    const finished = toMillis(r.finished_at ?? null);
+    const rounds = (r.rounds ?? []).map((x) => x.seconds).filter((v): v is number => typeof v === "number" && v > 0);
+    if (started === null || finished === null || finished <= started || !rounds.length) continue;
+    perRound.push(...rounds);
+    overhead.push(Math.max(0, (finished - started) / 1000 - rounds.reduce((a, b) => a + b, 0)));
+  }
+  return perRound.length ? { perRound: median(perRound), overhead: median(overhead), runs: overhead.length } : null;
 }
 
 export function renderStart(root: HTMLElement, route: Route): () => void {
@@ -90,15 +98,24 @@ export function renderStart(root: HTMLElement, route: Route): () => void {
   const resumeRun = route.query.get("resume");
   const checkpoint = route.query.get("checkpoint");
 
-  Promise.all([api.schema(), resumeRun ? api.run(resumeRun).catch(() => null) : Promise.resolve(null)])
-    .then(([schema, previous]) => {
+  Promise.all([
+    api.schema(),
+    api.presets().catch(() => [] as Preset[]),
+    api
+      .runs({ status: "completed", limit: 5, offset: 0 })
+      .then((p) => Promise.all(p.items.map((r) => api.run(r.run_id).catch(() => null))))
+      .then((details) => details.filter((d): d is RunDetail => d !== null))
+      .catch(() => [] as RunDetail[]),
+    resumeRun ? api.run(resumeRun).catch(() => null) : Promise.resolve(null),
+  ])
+    .then(([schema, presets, recent, previous]) => {
       if (!alive) return;
       const fields = fieldsFromSchema(schema);
       const initial: TrainingConfig = {};
       for (const f of fields) initial[f.name] = f.default ?? null;
       if (previous?.config) Object.assign(initial, previous.config);
       if (checkpoint) initial.from_checkpoint = checkpoint;
-      buildForm(root, fields, initial, checkpoint);
+      buildForm(root, schema, fields, initial, presets, paceOf(recent), checkpoint);
     })
     .catch((err: unknown) => {
       if (!alive) return;
@@ -110,29 +127,71 @@ export function renderStart(root: HTMLElement, route: Route): () => void {
   };
 }
 
-function buildForm(root: HTMLElement, fields: FieldSpec[], initial: TrainingConfig, checkpoint: string | null): void {
-  const inputs = new Map<string, HTMLInputElement | HTMLSelectElement>();
+function buildForm(
+  root: HTMLElement,
+  schema: JsonSchema,
+  fields: FieldSpec[],
+  initial: TrainingConfig,
+  presets: Preset[],
+  pace: Pace | null,
+  checkpoint: string | null,
+): void {
+  const inputs = new Map<string, Input>();
+  const blocks = new Map<string, HTMLElement>();
   const errors = new Map<string, HTMLElement>();
+  const byName = new Map(fields.map((f) => [f.name, f]));
   const summary = h("div", { class: "form-summary", "data-testid": "form-errors", role: "alert", hidden: true });
   const submit = h("button", { type: "submit", class: "btn btn-primary btn-lg", "data-testid": "start-submit" }, "Start training");
+  const estimate = h("p", { class: "start-estimate", "data-testid": "duration-estimate" });
+  const presetNote = h("p", { class: "card-hint", "data-testid": "preset-note" }, "Fill the form with a tried configuration, then adjust it.");
 
   const fieldBlock = (f: FieldSpec) => {
-    const input = inputFor(f, initial[f.name]);
+    const input = inputFor(f);
+    writeValue(f, input, initial[f.name]);
     inputs.set(f.name, input);
     const error = h("div", { class: "field-error", id: `error-${f.name}`, "data-testid": `error-${f.name}`, hidden: true });
     errors.set(f.name, error);
     const bounds = boundsText(f);
     const help = [f.description, bounds ? `Range ${bounds}` : ""].filter(Boolean).join(" · ");
     input.addEventListener("input", () => setFieldError(f.name, null));
-    return h(
+    input.addEventListener("change", refresh);
+    input.addEventListener("input", refresh);
+    const block = h(
       "div",
       { class: `field field-${f.kind}`, "data-field": f.name },
-      h("label", { for: `field-${f.name}`, class: "field-label" }, LABELS[f.name] ?? f.label),
+      h("label", { for: `field-${f.name}`, class: "field-label" }, f.label),
       input,
       help ? h("div", { class: "field-help", id: `help-${f.name}` }, help) : null,
       error,
     );
+    blocks.set(f.name, block);
+    return block;
   };
+
+  const current = (): Record<string, unknown> => Object.fromEntries(fields.map((f) => [f.name, readValue(f, inputs.get(f.name)!)]));
+
+  /** Show exactly the fields that matter for the values chosen now; hide sections left empty. */
+  function refresh(): void {
+    const values = current();
+    for (const f of fields) {
+      const on = applies(f, values);
+      blocks.get(f.name)!.hidden = !on;
+      inputs.get(f.name)!.disabled = !on; // a hidden field is neither validated nor sent
+    }
+    for (const section of form.querySelectorAll<HTMLElement>("[data-section]")) {
+      section.hidden = ![...section.querySelectorAll<HTMLElement>("[data-field]")].some((b) => !b.hidden);
+    }
+    const rounds = Number(values.num_rounds);
+    if (!pace) mount(estimate, "No estimate yet: no finished run to learn from.");
+    else if (!Number.isFinite(rounds) || rounds < 1) mount(estimate, "—");
+    else
+      mount(
+        estimate,
+        h("strong", {}, `≈ ${formatDuration(pace.overhead + rounds * pace.perRound)}`),
+        ` for ${rounds} round${rounds === 1 ? "" : "s"}: ${pace.perRound.toFixed(1)} s per round and ${Math.round(pace.overhead)} s to start and finish, ` +
+          `as the last ${pace.runs} finished run${pace.runs === 1 ? "" : "s"} took.`,
+      );
+  }
 
   const setFieldError = (name: string, message: string | null) => {
     const el = errors.get(name);
@@ -150,31 +209,82 @@ function buildForm(root: HTMLElement, fields: FieldSpec[], initial: TrainingConf
     summary.hidden = false;
   };
 
-  const known = new Set(GROUPS.flatMap((g) => g.fields));
-  const byName = new Map(fields.map((f) => [f.name, f]));
-  const groups = [...GROUPS, { title: "Other", hint: "", fields: fields.map((f) => f.name).filter((n) => !known.has(n)) }]
-    .map((g) => ({ ...g, specs: g.fields.map((n) => byName.get(n)).filter((f): f is FieldSpec => Boolean(f)) }))
-    .filter((g) => g.specs.length);
+  const groups = groupsOf(schema, fields);
+  const section = (title: string, specs: FieldSpec[], hint: string, advanced: boolean) =>
+    advanced
+      ? h("div", { class: "advanced-section", "data-section": title }, h("h3", {}, title), h("div", { class: "field-grid" }, specs.map(fieldBlock)))
+      : card(title, [hint ? h("p", { class: "card-hint" }, hint) : null, h("div", { class: "field-grid" }, specs.map(fieldBlock))], { class: "form-group" });
+  const basic = groups
+    .map((g) => ({ g, specs: fields.filter((f) => f.group === g.title && !f.advanced) }))
+    .filter((x) => x.specs.length)
+    .map(({ g, specs }) => {
+      const el = section(g.title, specs, g.hint, false);
+      el.setAttribute("data-section", g.title);
+      return el;
+    });
+  const advancedSections = groups
+    .map((g) => ({ g, specs: fields.filter((f) => f.group === g.title && f.advanced) }))
+    .filter((x) => x.specs.length)
+    .map(({ g, specs }) => section(g.title, specs, g.hint, true));
+  const advanced = h(
+    "details",
+    { class: "card advanced-fold", "data-testid": "advanced-fold" },
+    h("summary", { "data-testid": "advanced-toggle" }, "Advanced settings"),
+    h("p", { class: "card-hint" }, "Timeouts, seeds, schedules and fine-tuning; the defaults suit most runs."),
+    advancedSections,
+  );
+  if (fields.some((f) => f.advanced && JSON.stringify(initial[f.name] ?? null) !== JSON.stringify(f.default ?? null))) advanced.open = true;
+
+  const applyPreset = (preset: Preset) => {
+    for (const f of fields) writeValue(f, inputs.get(f.name)!, preset.config[f.name] ?? f.default ?? null);
+    for (const name of inputs.keys()) setFieldError(name, null);
+    summary.hidden = true;
+    mount(presetNote, h("strong", {}, preset.name), ` — ${preset.description}`);
+    refresh();
+  };
+  const presetCard = presets.length
+    ? card(
+        "Presets",
+        [
+          h(
+            "div",
+            { class: "preset-row" },
+            presets.map((p) =>
+              h("button", { type: "button", class: "btn", title: p.description, "data-testid": "preset-button", "data-preset": p.name, onclick: () => applyPreset(p) }, p.name),
+            ),
+          ),
+          presetNote,
+        ],
+        { class: "form-group", testid: "presets" },
+      )
+    : null;
 
   const form = h(
     "form",
     { class: "start-form", "data-testid": "start-form", novalidate: false },
-    summary,
-    groups.map((g) =>
-      card(g.title, [g.hint ? h("p", { class: "card-hint" }, g.hint) : null, h("div", { class: "field-grid" }, g.specs.map(fieldBlock))], {
-        class: "form-group",
-      }),
+    h(
+      "div",
+      { class: "start-layout" },
+      h("div", { class: "start-main" }, summary, presetCard, basic, advanced),
+      h(
+        "aside",
+        { class: "start-aside", "data-testid": "submit-bar" },
+        h("div", { class: "card start-aside-card" }, h("h2", {}, "Duration"), estimate, submit, h("p", { class: "muted start-hint" }, "The run starts as soon as enough nodes are connected.")),
+      ),
     ),
-    h("div", { class: "form-actions" }, h("span", { class: "muted form-actions-hint" }, "The run starts as soon as enough nodes are connected."), submit),
   );
+  refresh();
 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    const invalid = form.querySelector<HTMLElement>(":invalid:not(fieldset)");
+    if (invalid && invalid.closest("details") === advanced) advanced.open = true; // the browser can only point at a visible field
     if (!form.reportValidity()) return;
     for (const name of inputs.keys()) setFieldError(name, null);
     summary.hidden = true;
+    const values = current();
     const config: TrainingConfig = {};
-    for (const f of fields) config[f.name] = readValue(f, inputs.get(f.name)!);
+    for (const f of fields) if (applies(f, values)) config[f.name] = values[f.name];
     submit.disabled = true;
     submit.textContent = "Starting…";
     try {
@@ -186,10 +296,11 @@ function buildForm(root: HTMLElement, fields: FieldSpec[], initial: TrainingConf
         let first: HTMLElement | null = null;
         for (const issue of err.issues) {
           const name = String(issue.loc[issue.loc.length - 1] ?? "");
-          const label = LABELS[name] ?? byName.get(name)?.label ?? (issue.loc.filter((p) => p !== "body").join(".") || "Request");
+          const label = byName.get(name)?.label ?? (issue.loc.filter((p) => p !== "body").join(".") || "Request");
           if (inputs.has(name)) {
             const prev = errors.get(name)!.textContent;
             setFieldError(name, prev ? `${prev}; ${issue.msg}` : issue.msg);
+            if (byName.get(name)?.advanced) advanced.open = true;
             first ??= inputs.get(name)!;
           }
           lines.push(`${label}: ${issue.msg}`);

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -30,8 +30,9 @@ from flowerbed.api.schemas import (
 )
 from flowerbed.db.models import TERMINAL_STATUSES, Run
 from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent, as_utc
-from flowerbed.run_config import TrainingConfig
+from flowerbed.run_config import PRESETS, Preset, TrainingConfig, training_schema
 from flowerbed.run_service import RunNotFound
+from flowerbed.run_status import RunStatus
 from flowerbed.settings import Settings
 from flowerbed.trace_links import trace_url
 from flowerbed_app.progress_events import to_json
@@ -83,15 +84,24 @@ def resume_run(run_id: str, service: ServiceDep) -> StartedRun:
 
 
 @router.get("/schema")
-def training_schema() -> dict[str, Any]:
-    """JSON schema of TrainingConfig (defaults, enums, bounds) to build forms from."""
-    return TrainingConfig.model_json_schema()
+def get_training_schema() -> dict[str, Any]:
+    """JSON schema of TrainingConfig to build forms from: defaults, enums, bounds, and per property
+    `x-label` (its label), `x-group` (its form section; `x-groups` lists them in order with a hint),
+    `x-advanced` (folded away by default) and `x-when` (`{"<field>": [values…]}`: the property matters
+    only when every listed field has one of those values)."""
+    return training_schema()
+
+
+@router.get("/presets", response_model=list[Preset])
+def training_presets() -> list[Preset]:
+    """Named partial configurations (over the defaults) the Start form offers."""
+    return list(PRESETS)
 
 
 @router.get("", response_model=RunPage)
 def list_runs(
     history: HistoryDep,
-    status: Literal["pending", "running", "completed", "failed", "stopped"] | None = None,
+    status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> RunPage:
