@@ -76,13 +76,25 @@ def site(
     partition_id: int,
     num_partitions: int,
     fleet_address: str = "fleet-proxy:443",
+    own_network: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> ComposeStack:
-    """The remote compose project `<central>-<name>` on the central stack's network (not yet up)."""
+    """The remote compose project `<central>-<name>` (not yet up).
+
+    On the central stack's network by default. With `own_network` (host name → address, e.g. the
+    central host's name → the Docker host's bridge address) the site keeps its own project network
+    and reaches the central host only at those addresses: through the fleet proxy's published port,
+    as a site on another host would. `env` adds variables to its .env (e.g. the one POST /nodes wrote).
+    """
     workdir = cert_dir.parent
     data_dir = workdir / f"{name}-data"  # the site's own data (empty here), not a directory in the repository
     data_dir.mkdir(parents=True, exist_ok=True)
     network_override = workdir / f"{name}-network.yaml"
-    network_override.write_text(f"networks:\n  default:\n    name: {central.network()}\n    external: true\n")
+    if own_network is None:
+        network_override.write_text(f"networks:\n  default:\n    name: {central.network()}\n    external: true\n")
+    else:
+        hosts = "".join(f'      - "{host}:{address}"\n' for host, address in own_network.items())
+        network_override.write_text(f"services:\n  supernode:\n    extra_hosts:\n{hosts}")
     stack = ComposeStack(
         project=f"{central.project}-{name}",
         workdir=workdir,
@@ -98,6 +110,7 @@ def site(
             "FLOWERBED_NODE_DATA": str(data_dir),
             "FLOWERBED_SITE_NAME": name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+            **(env or {}),
         },
     )
     stack.write_env()

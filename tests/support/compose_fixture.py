@@ -114,7 +114,10 @@ def record_timing(name: str, **values: float | str) -> None:
 
 
 @contextlib.contextmanager
-def booted_stack(workdir: Path, tls: bool = False) -> Iterator[Booted]:
+def booted_stack(
+    workdir: Path, tls: bool = False, services: tuple[str, ...] = (), extra_env: dict[str, str] | None = None
+) -> Iterator[Booted]:
+    """`services`: only these and what they depend on (default: all); `extra_env`: more .env variables."""
     try:
         engine.ensure_engine(ROOT / ".flowerbed")
         engine.ensure_compose_plugin()
@@ -131,14 +134,14 @@ def booted_stack(workdir: Path, tls: bool = False) -> Iterator[Booted]:
         workdir=workdir,
         tls=tls,
         ports=ports,
-        extra_env={name: str(path) for name, path in node_data.items()},
+        extra_env={**{name: str(path) for name, path in node_data.items()}, **(extra_env or {})},
     )
     env = stack.write_env()
     # A CI timeout sends SIGTERM: turn it into an interrupt so the `finally` below still removes the stack.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         build_seconds = stack.build(log=lambda _msg: None)
-        up_seconds = stack.up()
+        up_seconds = stack.up(services=services)
         record_timing(
             stack.project,
             tls=str(tls),
