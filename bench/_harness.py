@@ -34,9 +34,14 @@ def federation(
     wait_timeout: float = 120.0,
     programs: dict[str, str] | None = None,
     node_data: list[Path] | None = None,
+    ports: Ports | None = None,
+    fleet_address: str | None = None,
+    tls: Path | None = None,
 ) -> Iterator[launcher.Federation]:
+    """`ports`, when the caller needs them first (a relay in front of the SuperLink, at
+    `fleet_address`); `tls`: generate-certs.sh's directory, for a federation over TLS."""
     with tempfile.TemporaryDirectory(prefix="flowerbed-bench-") as tmp:
-        ports = Ports(superlink=free_port_block(1), supernode_base=free_port_block(num_nodes))
+        ports = ports or free_ports(num_nodes)
         fed = launcher.start(
             Path(tmp),
             num_nodes,
@@ -46,11 +51,17 @@ def federation(
             isolation=isolation,
             programs=programs,
             node_data=node_data,
+            fleet_address=fleet_address,
+            tls=tls,
         )
         try:
             yield fed
         finally:
             launcher.stop(fed)
+
+
+def free_ports(num_nodes: int) -> Ports:
+    return Ports(superlink=free_port_block(1), supernode_base=free_port_block(num_nodes))
 
 
 @contextmanager

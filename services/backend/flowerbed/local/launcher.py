@@ -22,7 +22,7 @@ from pathlib import Path
 from flowerbed.flower_control import FlowerControl
 from flowerbed.local import process_groups
 from flowerbed.local.process_leash import leash
-from flowerbed.local.topology import Ports, ProcessSpec, local_processes
+from flowerbed.local.topology import Ports, ProcessSpec, local_processes, with_tls
 
 STATE_FILE = "federation.json"
 
@@ -44,12 +44,13 @@ def flower_env(data_dir: Path) -> dict[str, str]:
     }
 
 
-def write_flwr_config(data_dir: Path, superlink_port: int) -> None:
-    """A project-local FLWR_HOME whose default connection is this SuperLink."""
+def write_flwr_config(data_dir: Path, superlink_port: int, ca_cert: Path | None = None) -> None:
+    """A project-local FLWR_HOME whose default connection is this SuperLink (over TLS with `ca_cert`)."""
     home = data_dir / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)
+    security = f'root-certificates = "{ca_cert}"' if ca_cert else "insecure = true"
     (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "flowerbed"\n\n[superlink.flowerbed]\naddress = "127.0.0.1:{superlink_port}"\ninsecure = true\n'
+        f'[superlink]\ndefault = "flowerbed"\n\n[superlink.flowerbed]\naddress = "127.0.0.1:{superlink_port}"\n{security}\n'
     )
 
 
@@ -68,6 +69,7 @@ class Federation:
     num_nodes: int
     owner_pid: int
     processes: list[RunningProcess] = field(default_factory=list)
+    ca_cert: str | None = None  # the SuperLink serves TLS, verified against this CA
 
     def save(self) -> None:
         path = Path(self.data_dir) / STATE_FILE
@@ -89,6 +91,8 @@ class Federation:
         return bool(self.processes) and all(_pid_alive(p.pid) for p in self.processes)
 
     def control(self) -> FlowerControl:
+        if self.ca_cert:
+            return FlowerControl(f"https://{self.superlink_url}", ca_cert=Path(self.ca_cert))
         return FlowerControl(self.superlink_url)
 
 
@@ -112,30 +116,36 @@ def start(
     fleet_address: str | None = None,
     programs: dict[str, str] | None = None,
     node_data: list[Path] | None = None,
+    tls: Path | None = None,
 ) -> Federation:
     """Start SuperLink, serverapp superexec, N SuperNodes and their clientapp superexecs.
 
     `fleet_address`: what the SuperNodes dial instead of the SuperLink (a relay or proxy);
     `programs`: what each role runs, if not ours (topology.FLOWER_PROGRAMS: bare Flower);
-    `node_data`: each SuperNode's own data directory (node config data-dir), one per node."""
+    `node_data`: each SuperNode's own data directory (node config data-dir), one per node;
+    `tls`: a directory from deploy/tls/generate-certs.sh: the SuperLink serves TLS with its
+    certificate and every process that dials it verifies it, as compose.tls.yaml has it."""
     ports = ports or Ports()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
     (data_dir / "state").mkdir(exist_ok=True)
-    write_flwr_config(data_dir, ports.superlink)
+    write_flwr_config(data_dir, ports.superlink, tls / "ca.crt" if tls else None)
     env = {**os.environ, **flower_env(data_dir), **(extra_env or {})}
     federation = Federation(
         data_dir=str(data_dir),
         superlink_url=f"127.0.0.1:{ports.superlink}",
         num_nodes=num_nodes,
         owner_pid=os.getpid(),
+        ca_cert=str(tls / "ca.crt") if tls else None,
     )
     try:
         db = str(data_dir / "state" / "state.db")
         specs = local_processes(
             num_nodes, ports, db, isolation=isolation, fleet_address=fleet_address, programs=programs, node_data=node_data
         )
+        if tls:
+            specs = with_tls(specs, tls)
         for spec in specs:
             federation.processes.append(_spawn(spec, env, logs))
             federation.save()

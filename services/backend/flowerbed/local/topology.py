@@ -191,3 +191,33 @@ def node_data_value(directory: Path) -> str:
     if any(c in path for c in "\"'\\\n"):
         raise ValueError(f"node data directory {path!r}: quotes, backslashes and newlines cannot pass in a node config")
     return f'"{path}"'
+
+
+# What compose.tls.yaml passes Flower for TLS, each a certificate or key file. Node
+# authentication (--enable-supernode-auth, --auth-supernode-private-key) stays out of local
+# processes: it admits only keys registered through the Control API first.
+TLS_FILE_FLAGS = ("--ssl-ca-certfile", "--ssl-certfile", "--ssl-keyfile", "--root-certificates")
+
+
+def with_tls(specs: Sequence[ProcessSpec], certs: Path, services: dict[str, dict[str, Any]] | None = None) -> list[ProcessSpec]:
+    """The TLS overlay on local processes: each role takes the certificate flags its compose.tls.yaml
+    service has, with the files of the same name in `certs` (deploy/tls/generate-certs.sh's CERT_DIR:
+    ca.crt, server.crt, server.key), instead of --insecure. Roles the overlay leaves plain (the
+    ClientApp executor, which talks to its SuperNode's local Runtime API) stay as they are."""
+    base = services if services is not None else compose_services()
+    overlay = compose_services(compose_file().with_name("compose.tls.yaml"))
+    flags: dict[str, list[str]] = {}
+    for name, service in overlay.items():
+        command = service.get("command") or []
+        role = role_of(base.get(name, {}))
+        if role in LOCAL_ROLES and role not in flags and any(f in command for f in TLS_FILE_FLAGS):
+            flags[role] = []
+            for flag in TLS_FILE_FLAGS:
+                if flag in command:
+                    flags[role] += [flag, str(certs / Path(command[command.index(flag) + 1]).name)]
+    if set(flags) != set(LOCAL_ROLES) - {"superexec-clientapp"}:
+        raise ValueError(f"compose.tls.yaml gives TLS flags to {sorted(flags)}: expected SuperLink, ServerApp executor, SuperNodes")
+    return [
+        ProcessSpec(s.name, s.role, [a for a in s.argv if a != "--insecure"] + flags[s.role], s.env) if s.role in flags else s
+        for s in specs
+    ]
