@@ -168,7 +168,9 @@ def main() -> None:
         table.append([name, result[name]["round_s"]["median"], f"{up / 1e6:.3f}", f"{down / 1e6:.3f}"])
     plain, tls = result["plain"], result["tls"]
     ratio = tls["round_s"]["median"] / plain["round_s"]["median"]
-    wire = (tls["up_bytes_per_round"] + tls["down_bytes_per_round"]) / (plain["up_bytes_per_round"] + plain["down_bytes_per_round"])
+    wire = sum(tls[k] for k in ("up_bytes_per_round", "down_bytes_per_round")) / sum(
+        plain[k] for k in ("up_bytes_per_round", "down_bytes_per_round")
+    )
     result["tls_over_plain"] = {"round_time": round(ratio, 3), "bytes": round(wire, 4)}
     load: dict[str, Any] = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
     result["load_average"] = load

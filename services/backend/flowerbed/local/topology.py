@@ -216,7 +216,7 @@ def with_tls(specs: Sequence[ProcessSpec], certs: Path, services: dict[str, dict
                 if flag in command:
                     flags[role] += [flag, str(certs / Path(command[command.index(flag) + 1]).name)]
     if set(flags) != set(LOCAL_ROLES) - {"superexec-clientapp"}:
-        raise ValueError(f"compose.tls.yaml gives TLS flags to {sorted(flags)}: expected SuperLink, ServerApp executor, SuperNodes")
+        raise ValueError(f"compose.tls.yaml gives TLS flags to {sorted(flags)}: expected the SuperLink, executor, SuperNodes")
     return [
         ProcessSpec(s.name, s.role, [a for a in s.argv if a != "--insecure"] + flags[s.role], s.env) if s.role in flags else s
         for s in specs
