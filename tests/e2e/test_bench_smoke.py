@@ -27,6 +27,7 @@ PARALLEL = 3
 
 # Each test's script and tiny-size arguments, the slowest first (they start first).
 SMOKES: dict[str, tuple[str, ...]] = {
+    "sites_tls": ("sites_tls.py", "--rounds", "2", "--repeat", "1", "--examples", "16"),
     "tracing_overhead": (
         "tracing_overhead.py",
         "--nodes",
@@ -211,6 +212,18 @@ def test_node_data_smoke(bench: Callable[[str], dict[str, Any]]) -> None:
 def test_compression_smoke(bench: Callable[[str], dict[str, Any]]) -> None:
     results = bench("compression")["results"]
     assert results["topk"]["ratio"] > 1 and results["none"]["accuracy_gap_pp"] == 0
+
+
+@pytest.mark.federation
+def test_sites_tls_smoke(bench: Callable[[str], dict[str, Any]]) -> None:
+    result = bench("sites_tls")
+    for variant in ("plain", "tls"):
+        assert result[variant]["round_s"]["median"] > 0 and result[variant]["connections_per_round"] > 0
+        # Each of the 3 sites fetches and sends the model every round: megabytes each way, through the relay.
+        assert result[variant]["up_bytes_per_round"] > 1e6 and result[variant]["down_bytes_per_round"] > 1e6
+    assert result["tls_over_plain"]["round_time"] > 0 and result["tls_over_plain"]["bytes"] > 0
+    assert len(result["load_average"]["before"]) == len(result["load_average"]["after"]) == 3
+    assert result["setup"] == {"nodes": 3, "rounds": 2, "repeat": 1, "examples": 16}
 
 
 def test_secure_aggregation_smoke(bench: Callable[[str], dict[str, Any]]) -> None:
