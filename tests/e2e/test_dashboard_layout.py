@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend_fixture import new_token, wait_for
-from conftest import free_port
+from backend_fixture import traced_backend, wait_for
 from playwright.sync_api import Browser, Page, expect
 from test_dashboard import ARTIFACTS, api, browser, open_dashboard  # noqa: F401 (fixtures)
-
-from flowerbed.local.backend_process import local_tracing_env
 
 WIDTHS = {1280: 800, 390: 844}
 
@@ -66,12 +63,8 @@ def test_every_view_fits_at_desktop_and_phone_width_with_nothing_covered(
     tmp_path: Any,
     browser: Browser,  # noqa: F811
 ) -> None:
-    port, token = free_port(), new_token()
-    otel_env = {**local_tracing_env(port, token), "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    federation = start_federation(2, extra_env=otel_env)
-    env = {**otel_env, "FLOWERBED_API_TOKEN": token}
-    backend = backend_factory(tmp_path / "backend", federation.superlink_url, port=port, env=env)
-    base = backend.base_url
+    backend = traced_backend(start_federation, backend_factory, tmp_path / "backend")
+    base, token = backend.base_url, backend.token
     body = {"num_rounds": 1, "max_train_examples": 200, "min_nodes": 2, "min_available_nodes": 2, "fraction_train": 1.0}
     status, started = api(base, token, "POST", "/training/start", body)
     assert status == 202, started

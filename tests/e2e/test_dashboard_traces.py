@@ -15,12 +15,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from backend_fixture import new_token, wait_for
-from conftest import free_port
+from backend_fixture import traced_backend, wait_for
 from playwright.sync_api import Browser, Page, expect
 from test_dashboard import ARTIFACTS, api, browser, open_dashboard, page  # noqa: F401 (fixtures)
-
-from flowerbed.local.backend_process import local_tracing_env
 
 pytestmark = pytest.mark.federation
 EXAMPLES = 200
@@ -36,14 +33,8 @@ def rows_named(view: Page, name: str):
 
 
 def test_run_view_links_to_the_trace_waterfall(start_federation, backend_factory, tmp_path, page: Page, browser: Browser) -> None:  # noqa: F811
-    port = free_port()
-    token = new_token()
-    otel_env = {**local_tracing_env(port, token), "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    federation = start_federation(2, extra_env=otel_env)
-    backend = backend_factory(
-        tmp_path / "backend", federation.superlink_url, port=port, env={**otel_env, "FLOWERBED_API_TOKEN": token}
-    )
-    base = backend.base_url
+    backend = traced_backend(start_federation, backend_factory, tmp_path / "backend")
+    base, token = backend.base_url, backend.token
     body = {"num_rounds": 1, "max_train_examples": EXAMPLES, "min_nodes": 2, "min_available_nodes": 2, "fraction_train": 1.0}
     status, started = api(base, token, "POST", "/training/start", body)
     assert status == 202, started

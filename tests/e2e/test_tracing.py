@@ -10,11 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from backend_fixture import new_token, wait_for
-from conftest import free_port
+from backend_fixture import traced_backend, wait_for
 from otlp_receiver import OtlpReceiver
-
-from flowerbed.local.backend_process import local_tracing_env
 
 pytestmark = pytest.mark.federation
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,13 +92,7 @@ def test_a_training_is_one_trace_from_the_request_to_every_step(start_federation
 
 def test_local_mode_backend_receives_the_trace_and_exposes_metrics(start_federation, backend_factory, tmp_path):
     """Local mode: every process exports to the backend itself; the dashboard reads it back."""
-    port = free_port()
-    token = new_token()
-    otel_env = {**local_tracing_env(port, token), "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    federation = start_federation(2, extra_env=otel_env)
-    backend = backend_factory(
-        tmp_path / "backend", federation.superlink_url, port=port, env={**otel_env, "FLOWERBED_API_TOKEN": token}
-    )
+    backend = traced_backend(start_federation, backend_factory, tmp_path / "backend")
     run = _start_and_finish(backend.base_url, backend.token, rounds=1)
     assert run["status"] == "completed", run
     assert run["trace_url"] == f"/#/traces/{run['trace_id']}"

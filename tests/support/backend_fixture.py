@@ -138,6 +138,22 @@ def backend_factory() -> Iterator[Callable[..., BackendProcess]]:
         backend.stop()
 
 
+def traced_backend(
+    start_federation: Callable[..., launcher.Federation],
+    backend_factory: Callable[..., BackendProcess],
+    directory: Path,
+    nodes: int = 2,
+) -> BackendProcess:
+    """Local mode with tracing: a federation of `nodes` whose every process exports its spans to
+    the backend started on it, which collects them (`local_tracing_env`), as `flowerbed up` has it."""
+    from flowerbed.local.backend_process import local_tracing_env
+
+    port, token = free_port(), new_token()
+    otel_env = {**local_tracing_env(port, token), "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    federation = start_federation(nodes, extra_env=otel_env)
+    return backend_factory(directory, federation.superlink_url, port=port, env={**otel_env, "FLOWERBED_API_TOKEN": token})
+
+
 @pytest.fixture(scope="session")
 def api_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.Federation]:
     """A 2-node federation shared by the API tests (started once: Flower start-up is slow here)."""
