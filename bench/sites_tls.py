@@ -24,19 +24,18 @@ import itertools
 import os
 import socket
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import ROOT, emit, federation, free_ports, ours_config, run, summary
+from _harness import emit, federation, free_ports, ours_config, run, summary
 
+from flowerbed.local.topology import generate_certs
 from flowerbed.paths import app_dir
 
 NODES = 3
-GENERATE = ROOT / "deploy" / "tls" / "generate-certs.sh"
 
 
 class CountingRelay:
@@ -100,13 +99,6 @@ class CountingRelay:
         self.listener.close()
 
 
-def make_certs(directory: Path) -> Path:
-    directory.mkdir(parents=True)
-    env = {**os.environ, "CERT_DIR": str(directory), "NUM_SUPERNODES": "0"}
-    subprocess.run(["sh", str(GENERATE)], env=env, check=True, capture_output=True, timeout=120)
-    return directory
-
-
 def one_run(certs: Path | None, rounds: int, examples: int) -> dict[str, float]:
     """A fresh federation (over TLS with `certs`), one run: s/round and bytes per round."""
     ports = free_ports(NODES)
@@ -151,7 +143,7 @@ def main() -> None:
     load_before = os.getloadavg()
     results: dict[str, list[dict[str, float]]] = {"plain": [], "tls": []}
     with tempfile.TemporaryDirectory(prefix="flowerbed-bench-tls-") as tmp:
-        certs = make_certs(Path(tmp) / "certs")
+        certs = generate_certs(Path(tmp) / "certs")
         for i in range(args.repeat):
             for name in ("plain", "tls") if i % 2 == 0 else ("tls", "plain"):
                 results[name].append(one_run(certs if name == "tls" else None, args.rounds, args.examples))

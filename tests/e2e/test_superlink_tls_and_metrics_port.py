@@ -24,22 +24,13 @@ from fastapi.testclient import TestClient
 
 from flowerbed.api.main import create_app
 from flowerbed.flower_control import FlowerControl, parse_superlink_url
+from flowerbed.local.topology import generate_certs
 from flowerbed.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-GENERATE = ROOT / "deploy/tls/generate-certs.sh"
-
-
-def make_certs(directory: Path) -> Path:
-    directory.mkdir(parents=True)
-    env = {**os.environ, "CERT_DIR": str(directory), "NUM_SUPERNODES": "0"}
-    subprocess.run(["sh", str(GENERATE)], env=env, check=True, capture_output=True, timeout=120)
-    return directory
 
 
 @pytest.fixture(scope="module")
 def tls_superlink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    certs = make_certs(tmp_path_factory.mktemp("tls") / "certs")
+    certs = generate_certs(tmp_path_factory.mktemp("tls") / "certs")
     port = free_port()
     flwr = Path(sys.executable).parent / "flower-superlink"
     log = open(certs.parent / "superlink.log", "wb")  # noqa: SIM115
@@ -76,7 +67,7 @@ def test_superlink_url_schemes() -> None:
 def test_control_api_over_https_with_the_ca(tls_superlink: tuple[str, Path], tmp_path: Path) -> None:
     address, certs = tls_superlink
     assert FlowerControl(f"https://{address}", ca_cert=certs / "ca.crt").list_nodes() == []
-    foreign = make_certs(tmp_path / "foreign")
+    foreign = generate_certs(tmp_path / "foreign")
     with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
         FlowerControl(f"https://{address}", ca_cert=foreign / "ca.crt").list_nodes()
     with pytest.raises(Exception):  # noqa: B017 - plain HTTP to a TLS port: any transport error

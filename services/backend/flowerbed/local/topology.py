@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,3 +222,13 @@ def with_tls(specs: Sequence[ProcessSpec], certs: Path, services: dict[str, dict
         ProcessSpec(s.name, s.role, [a for a in s.argv if a != "--insecure"] + flags[s.role], s.env) if s.role in flags else s
         for s in specs
     ]
+
+
+def generate_certs(directory: Path) -> Path:
+    """A CA and the SuperLink's certificate (SANs include 127.0.0.1) in the new `directory`, made by
+    deploy/tls/generate-certs.sh as the compose TLS overlay's job makes them: what `with_tls` takes."""
+    directory.mkdir(parents=True)
+    script = compose_file().parent / "deploy" / "tls" / "generate-certs.sh"
+    env = {**os.environ, "CERT_DIR": str(directory), "NUM_SUPERNODES": "0"}
+    subprocess.run(["sh", str(script)], env=env, check=True, capture_output=True, timeout=120)
+    return directory
