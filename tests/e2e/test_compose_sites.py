@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,8 +174,21 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     record_timing("sites", **{k: v for k, v in PHASES.items()}, module_s=total)
 
 
+def inspect(container: str) -> dict:
+    return json.loads(run(["docker", "inspect", container]).stdout)[0]
+
+
 def networks_of(container: str) -> set[str]:
-    return set(json.loads(run(["docker", "inspect", container]).stdout)[0]["NetworkSettings"]["Networks"])
+    return set(inspect(container)["NetworkSettings"]["Networks"])
+
+
+def one_round_on(federation: Federation, names: Iterable[str]) -> None:
+    """A 1-round run on the sites online (`names`) completes with exactly those sites as its clients."""
+    expected = {federation.sites[name].node_id for name in names}
+    run_id = federation.start_run(num_rounds=1, min_available_nodes=len(expected))
+    detail = federation.central.wait_finished(run_id, timeout=300)
+    assert detail["status"] == "completed", story(detail)
+    assert clients_of(detail["rounds"][0]) == expected, detail["rounds"][0]
 
 
 def clients_of(round_: dict) -> set[str]:
@@ -206,28 +219,21 @@ def test_three_sites_added_through_the_platform_train_over_tls(federation: Feder
         assert nodes[site.node_id]["key_fingerprint"].startswith("SHA256:")
     assert "/v1/fleet/" in central.stack.logs("fleet-proxy", tail=2000), "the sites did not come through the proxy"
 
-    run_id = federation.start_run(num_rounds=1, min_available_nodes=3)
-    detail = central.wait_finished(run_id, timeout=300)
-    assert detail["status"] == "completed", story(detail)
-    assert clients_of(detail["rounds"][0]) == {s.node_id for s in federation.sites.values()}, detail["rounds"][0]
+    one_round_on(federation, SITES)
     phase("test: 3 sites, 1 round over TLS", started)
 
 
 def test_a_restarted_site_rejoins_with_its_key_and_trains_in_the_next_run(federation: Federation) -> None:
     started = time.monotonic()
-    central = federation.central
     site = federation.sites["site-b"]
     before = site.supernode()
     site.stack.compose("restart", "supernode", timeout=180)
-    started_at = json.loads(run(["docker", "inspect", before]).stdout)[0]["State"]["StartedAt"]
+    started_at = inspect(before)["State"]["StartedAt"]
     # Back online only after the restart: its new process activated its node (by its key) again.
     poll("site-b's restarted SuperNode activated", lambda: "SuperNode ID:" in site.logs(since=started_at), 120)
     federation.wait_online(set(SITES))
-    run_id = federation.start_run(num_rounds=1, min_available_nodes=3)
-    detail = central.wait_finished(run_id, timeout=300)
-    assert detail["status"] == "completed", story(detail)
-    # The same node id: with node authentication the node is its key, not a new registration (flwr#4844).
-    assert clients_of(detail["rounds"][0]) == {s.node_id for s in federation.sites.values()}, detail["rounds"][0]
+    # The same node ids: with node authentication the node is its key, not a new registration (flwr#4844).
+    one_round_on(federation, SITES)
     phase("test: site SuperNode restarted, next run", started)
 
 
@@ -236,14 +242,14 @@ def test_a_site_cut_off_mid_round_fails_that_round_then_trains_again(federation:
     central = federation.central
     site = federation.sites["site-c"]
     container = site.supernode()
-    restarts_before = json.loads(run(["docker", "inspect", container]).stdout)[0]["RestartCount"]
+    restarts_before = inspect(container)["RestartCount"]
     received_before = site.logs().count("Received successfully")
     run_id = federation.start_run(num_rounds=3, min_available_nodes=3, min_nodes=2, round_timeout=CUT_ROUND_TIMEOUT)
     # Mid-round: the site has its round-1 train message and its ClientApp is at work.
     poll("site-c received its round-1 message", lambda: site.logs().count("Received successfully") > received_before, 180)
     # The link drops and comes back as it was: the same names on the site's network, so the site's
     # executor finds its SuperNode again (a bare `network connect` would drop the `supernode` alias).
-    aliases = json.loads(run(["docker", "inspect", container]).stdout)[0]["NetworkSettings"]["Networks"]
+    aliases = inspect(container)["NetworkSettings"]["Networks"]
     aliases = [a for a in aliases[site.stack.network()]["Aliases"] if not container.startswith(a)]
     run(["docker", "network", "disconnect", site.stack.network(), container])
     cut_at = time.monotonic()
@@ -259,7 +265,7 @@ def test_a_site_cut_off_mid_round_fails_that_round_then_trains_again(federation:
     detail = central.wait_finished(run_id, timeout=300)
     assert detail["status"] == "completed", story(detail)
     later = [r["round"] for r in detail["rounds"][1:] if site.node_id in clients_of(r)]
-    restarts_after = json.loads(run(["docker", "inspect", container]).stdout)[0]["RestartCount"]
+    restarts_after = inspect(container)["RestartCount"]
     print(f"\n[sites] site-c trained again in rounds {later}; container restarts {restarts_before} → {restarts_after}")
     assert later, [(r["round"], clients_of(r), r["failures"]) for r in detail["rounds"]]
     assert restarts_after == restarts_before, "the site's SuperNode was restarted"
@@ -309,9 +315,6 @@ def test_a_revoked_site_is_refused_and_the_others_train_on(federation: Federatio
     # Its next connection is refused: its SuperNode cannot act for the deleted node any more.
     refusal = poll("site-a refused", site.refusal, 120, every=2)
     print(f"\n[sites] site-a: {str(refusal)[:500]}")
-    run_id = federation.start_run(num_rounds=1, min_available_nodes=2)
-    detail = central.wait_finished(run_id, timeout=300)
-    assert detail["status"] == "completed", story(detail)
-    assert clients_of(detail["rounds"][0]) == {federation.sites[n].node_id for n in ("site-b", "site-c")}
+    one_round_on(federation, ("site-b", "site-c"))
     assert site.node_id not in federation.online()
     phase("test: revoked site refused, others train", started)
