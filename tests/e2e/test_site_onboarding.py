@@ -29,11 +29,11 @@ from chromium import CHROMIUM, CHROMIUM_ARGS
 from conftest import free_port
 from playwright.sync_api import Browser, expect, sync_playwright
 from test_dashboard import open_dashboard
-from test_superlink_tls_and_metrics_port import make_certs
 
 from flowerbed import site_setup
 from flowerbed.flower_control import FlowerControl
 from flowerbed.local.process_leash import leash
+from flowerbed.local.topology import generate_certs
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -55,7 +55,7 @@ def ssh_fingerprint(pub: Path) -> str:
 
 class Federation:
     def __init__(self, directory: Path) -> None:
-        self.certs = make_certs(directory / "certs")
+        self.certs = generate_certs(directory / "certs")
         self.port = free_port()
         self.directory = directory
         self.procs: list[subprocess.Popen[bytes]] = []
