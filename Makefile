@@ -90,18 +90,20 @@ run: setup
 
 # The dashboard's lint and unit tests (vitest, no browser) first: seconds, before the federations.
 # Then two pytest sessions side by side: the tests marked `containers` (compose stacks on the Docker
-# engine: mostly waiting on containers) and all the others; the containers' output is printed
+# engine: mostly waiting on containers) or `bench_smoke` (benchmark scripts at tiny size: the two
+# sessions then take about as long), and all the others; the second session's output is printed
 # once both are done, and either failing fails `make test`. `pytest` alone runs them all in turn.
+# Each session's per-test times land in test-artifacts/junit-*.xml (where CI time goes).
 test: setup
 	cd $(WEB) && npm run --silent lint && npm run --silent test
 	@log=$$(mktemp); \
-	$(PY) -m pytest -m containers -p no:cacheprovider > $$log 2>&1 & containers=$$!; \
-	$(PY) -m pytest -m "not containers"; others=$$?; \
-	wait $$containers; with_containers=$$?; \
-	echo; echo "==================== tests with containers (run alongside) ===================="; \
+	$(PY) -m pytest -m "containers or bench_smoke" -p no:cacheprovider --junitxml=test-artifacts/junit-alongside.xml > $$log 2>&1 & alongside=$$!; \
+	$(PY) -m pytest -m "not containers and not bench_smoke" --junitxml=test-artifacts/junit-others.xml; others=$$?; \
+	wait $$alongside; with_alongside=$$?; \
+	echo; echo "==================== tests with containers and bench smokes (run alongside) ===================="; \
 	cat $$log; rm -f $$log; \
-	echo "make test: tests without containers exited $$others, tests with containers $$with_containers"; \
-	test $$others -eq 0 && test $$with_containers -eq 0
+	echo "make test: main session exited $$others, the session alongside $$with_alongside"; \
+	test $$others -eq 0 && test $$with_alongside -eq 0
 
 # Benchmarks are never part of `make test` (tests/e2e/test_bench_smoke.py runs each script tiny).
 bench: setup

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PARALLEL = 3
 # A test's wait includes the scripts queued before its own (the first test in the file waits for most of the
 # pool: 673 s at load 24 in one full run), so the per-test limit is the whole module's, not pyproject's 900 s.
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.bench_smoke]
 
 # Each test's script and tiny-size arguments, the slowest first (they start first).
 SMOKES: dict[str, tuple[str, ...]] = {
