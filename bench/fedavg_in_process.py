@@ -2,7 +2,7 @@
 
 The accuracy a run reaches depends on the algorithm — partitions, node sampling, local
 training, aggregation — not on Flower's runtime, so hyperparameters can be explored here
-without a federation: the same cached partitions (`RunSettings.partition_spec`), the same
+without a federation: the same cached partitions (`PartitionSpec.of`), the same
 client training (`flowerbed_app.task.training.train` with the ClientApp's per-round seed and
 learning-rate schedule), the strategy built from the same table (`strategies.STRATEGIES`,
 Flower's classes) aggregating the same replies, and centralized evaluation on the test
@@ -32,7 +32,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from flowerbed_app.run_settings import BY_KEY, RunSettings
 from flowerbed_app.strategy.strategies import STRATEGIES
 from flowerbed_app.task.networks import create_model
-from flowerbed_app.task.partition_cache import load_partition, load_test_split
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition, load_test_split
 from flowerbed_app.task.training import evaluate, scheduled_learning_rate, seeded_model, train
 
 UNSUPPORTED = {"dp": "none", "compression": "none", "selection": "random"}
@@ -65,7 +65,7 @@ def run(settings: RunSettings, num_nodes: int) -> list[dict[str, float]]:
     model = seeded_model(lambda: create_model(settings.model), settings.seed)
     arrays = ArrayRecord(model.state_dict())
     strategy.current_arrays = arrays  # FedAvgM's server momentum starts from the initial weights
-    partitions = [load_partition(settings.partition_spec(i, num_nodes)) for i in range(num_nodes)]
+    partitions = [load_partition(PartitionSpec.of(settings, i, num_nodes)) for i in range(num_nodes)]
     x_test, y_test = load_test_split(settings.dataset)
     sample_size = max(int(num_nodes * settings.fraction_train), settings.min_nodes)
     results = []

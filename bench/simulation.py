@@ -213,7 +213,7 @@ def warm_partition_cache(num_partitions: int, settings: RunSettings) -> float:
     partition_cache.load_split = functools.cache(original)
     try:
         for pid in range(num_partitions):
-            partition_cache.load_partition(settings.partition_spec(pid, num_partitions))
+            partition_cache.load_partition(partition_cache.PartitionSpec.of(settings, pid, num_partitions))
     finally:
         partition_cache.load_split = original
     return time.perf_counter() - started

@@ -18,6 +18,7 @@ import pytest
 from flowerbed.cli import build_parser
 from flowerbed.runs.run_config import API_SETTINGS, PRESETS, TrainingConfig, training_schema
 from flowerbed.settings_surfaces import BEGIN, END, markdown_table, with_app_config
+from flowerbed_app import run_choices
 from flowerbed_app import run_settings as rs
 from flowerbed_app.run_settings import SETTINGS, RunSettings, SettingsError
 
@@ -94,8 +95,8 @@ def test_one_list_of_strategies_models_and_statuses():
     from flowerbed_app.strategy.strategies import STRATEGIES
     from flowerbed_app.task.networks import MODEL_FACTORIES
 
-    assert tuple(STRATEGIES) == rs.STRATEGIES
-    assert tuple(MODEL_FACTORIES) == rs.MODELS == tuple(rs.MODEL_INPUT)
+    assert tuple(STRATEGIES) == run_choices.STRATEGIES
+    assert tuple(MODEL_FACTORIES) == run_choices.MODELS == tuple(run_choices.MODEL_INPUT)
     assert db.TERMINAL_STATUSES is TERMINAL_STATUSES
     web = (ROOT / "services/web/src/api.ts").read_text()
     listed = re.search(r"RUN_STATUSES: RunStatus\[\] = \[([^\]]*)\]", web)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flowerbed_app.algorithms import secure_aggregation
-from flowerbed_app.run_settings import DP_LOCAL_MODELS, RunSettings
+from flowerbed_app.run_choices import DP_LOCAL_MODELS
+from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.setting_spec import SettingsError
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowerbed_app.run_settings import LR_SCHEDULES
+from flowerbed_app.run_choices import LR_SCHEDULES
 
 # Fashion-MNIST training-set mean and std of pixel intensity in [0, 1].
 PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
