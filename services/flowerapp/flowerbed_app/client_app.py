@@ -43,7 +43,8 @@ from flowerbed_app.strategy import reply_contract as contract
 from flowerbed_app.task import client_inputs
 from flowerbed_app.task.data_description import describe
 from flowerbed_app.task.networks import FASHION_MNIST_SHAPE, create_model
-from flowerbed_app.task.node_data import NodeDataError, data_dir_of, read_raw
+from flowerbed_app.task.node_data import data_dir_of
+from flowerbed_app.task.node_files import NodeDataError, read_raw
 from flowerbed_app.task.training import DpSgd, evaluate, scheduled_learning_rate, train
 
 MODULE_LOADED_AT = time.time()
