@@ -217,5 +217,5 @@ def test_node_settings_are_checked_before_a_run_starts():
         TrainingConfig(model="mlp").validate_domain()
     assert api_err.value.field == "model"
     config = TrainingConfig(model="mlp", data_source="node", label_column="diagnosis")
-    assert config.overrides("r", "/store")["label-column"] == "diagnosis"
+    assert config.validate_domain().to_run_config()["label-column"] == "diagnosis"
     assert config.validate_domain().data_source == "node"

@@ -86,8 +86,8 @@ def test_the_start_form_keeps_no_list_of_fields():
 def test_each_preset_is_a_valid_configuration(preset):
     assert set(preset.config) <= API_NAMES
     config = TrainingConfig.model_validate(preset.config)
-    config.validate_domain()
-    assert RunSettings.from_run_config(config.overrides("r", "/tmp/store")).num_rounds == preset.config["num_rounds"]
+    settings = config.validate_domain()
+    assert RunSettings.from_run_config(settings.to_run_config()).num_rounds == preset.config["num_rounds"]
 
 
 def test_one_list_of_strategies_models_and_statuses():
@@ -123,4 +123,9 @@ def test_old_run_config_spellings_still_work():
     assert RunSettings.from_run_config({"num-server-rounds": 4}).num_rounds == 4
     assert RunSettings.from_run_config({"num-rounds": 5}).num_rounds == 5
     assert RunSettings.from_run_config({"resume-from": "abc"}).from_checkpoint == "abc"
-    assert TrainingConfig.model_validate({"num_rounds": 2, "from_checkpoint": None}).overrides("r", "s")["num-server-rounds"] == 2
+    assert (
+        TrainingConfig.model_validate({"num_rounds": 2, "from_checkpoint": None})
+        .validate_domain()
+        .to_run_config()["num-server-rounds"]
+        == 2
+    )
