@@ -28,6 +28,7 @@ from flowerbed_app.run_choices import (
     SELECTIONS,
     STRATEGIES,
 )
+from flowerbed_app.run_rules import RULES
 from flowerbed_app.runtime import checkpoint_retention
 from flowerbed_app.setting_groups import GROUPS
 from flowerbed_app.setting_spec import Declared, DeclaredSettings, SettingsError, declared, keys_of, setting
@@ -298,8 +299,6 @@ class RunSettings(DeclaredSettings):
     def validate(self) -> None:
         """Each value against its declaration, then the named rules that relate settings."""
         super().validate()
-        from flowerbed_app.run_rules import RULES  # the rules need the declarations above
-
         for rule in RULES:
             rule(self)
 
