@@ -17,17 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from flowerbed_app.run_choices import (
-    COMPRESSIONS,
-    DATA_SOURCES,
-    DP_MODES,
-    LR_SCHEDULES,
-    MODELS,
-    PARTITIONERS,
-    SECURE_AGGREGATIONS,
-    SELECTIONS,
-    STRATEGIES,
-)
+from flowerbed_app import run_choices
 from flowerbed_app.run_rules import RULES
 from flowerbed_app.runtime import checkpoint_retention
 from flowerbed_app.setting_groups import GROUPS
@@ -47,9 +37,15 @@ _TOPK = {"compression": ("topk", "topk+int8")}
 @dataclasses.dataclass(frozen=True)
 class RunSettings(DeclaredSettings):
     model: str = setting(
-        "cnn", "Model", _RUN, "Network to train: cnn, resnet18 (images) or mlp (tables, with data_source=node).", choices=MODELS
+        "cnn",
+        "Model",
+        _RUN,
+        "Network to train: cnn, resnet18 (images) or mlp (tables, with data_source=node).",
+        choices=run_choices.MODELS,
     )
-    strategy: str = setting("fedavg", "Strategy", _RUN, "Aggregation strategy (Flower's own classes).", choices=STRATEGIES)
+    strategy: str = setting(
+        "fedavg", "Strategy", _RUN, "Aggregation strategy (Flower's own classes).", choices=run_choices.STRATEGIES
+    )
     num_rounds: int = setting(3, "Rounds", _RUN, "Server rounds to run.", ge=1, le=1000, key="num-server-rounds")
     evaluate_every: int = setting(
         0,
@@ -89,7 +85,7 @@ class RunSettings(DeclaredSettings):
         _DATA,
         "Training data: partitions of the central Fashion-MNIST copy, or each node's own data directory "
         "(node config data-dir; accuracy is then the federated evaluation).",
-        choices=DATA_SOURCES,
+        choices=run_choices.DATA_SOURCES,
     )
     label_column: str = setting(
         "label",
@@ -101,7 +97,7 @@ class RunSettings(DeclaredSettings):
         when={"data_source": ("node",)},
     )
     partitioner: str = setting(
-        "iid", "Partitioner", _DATA, "How the dataset is split across nodes.", choices=PARTITIONERS, when=_PARTITIONS
+        "iid", "Partitioner", _DATA, "How the dataset is split across nodes.", choices=run_choices.PARTITIONERS, when=_PARTITIONS
     )
     alpha: float = setting(
         0.5,
@@ -129,7 +125,7 @@ class RunSettings(DeclaredSettings):
         "Learning-rate schedule",
         _LOCAL,
         "Client learning rate across rounds: constant, or cosine decay towards 0 by the last round.",
-        choices=LR_SCHEDULES,
+        choices=run_choices.LR_SCHEDULES,
         advanced=True,
     )
     momentum: float = setting(0.9, "Momentum", _LOCAL, "Client SGD momentum.", ge=0, lt=1, advanced=True)
@@ -173,7 +169,7 @@ class RunSettings(DeclaredSettings):
         "Client selection",
         _SEL,
         "Client selection: uniform, or by each node's last validation loss with exploration.",
-        choices=SELECTIONS,
+        choices=run_choices.SELECTIONS,
     )
     selection_explore: float = setting(
         0.25,
@@ -189,7 +185,7 @@ class RunSettings(DeclaredSettings):
         "Differential privacy",
         _DP,
         "Differential privacy: local (Opacus DP-SGD per client) or central (server-side clipping + noise).",
-        choices=DP_MODES,
+        choices=run_choices.DP_MODES,
     )
     dp_noise_multiplier: float = setting(
         1.0, "DP noise multiplier", _DP, "Gaussian noise multiplier (DP).", ge=0, le=100, when=_DP_ON
@@ -202,7 +198,7 @@ class RunSettings(DeclaredSettings):
         10.0, "DP clipping norm", _DP, "Update clipping norm (central DP).", gt=0, le=1e6, when={"dp": ("central",)}
     )
     compression: str = setting(
-        "none", "Compression", _COMP, "Client update compression, with error feedback.", choices=COMPRESSIONS
+        "none", "Compression", _COMP, "Client update compression, with error feedback.", choices=run_choices.COMPRESSIONS
     )
     compression_ratio: float = setting(
         0.1, "Top-k share kept", _COMP, "Share of update entries top-k keeps.", gt=0, le=1, when=_TOPK
@@ -212,7 +208,7 @@ class RunSettings(DeclaredSettings):
         "Secure aggregation",
         _SECAGG,
         "Secure aggregation: secaggplus masks every update (Flower's SecAgg+), the server sees their sum.",
-        choices=SECURE_AGGREGATIONS,
+        choices=run_choices.SECURE_AGGREGATIONS,
     )
     secagg_num_shares: int = setting(
         3, "SecAgg+ shares", _SECAGG, "SecAgg+: shares of each node's key.", ge=3, le=1000, when=_SECAGG_ON, advanced=True
