@@ -2,7 +2,7 @@
 
 The accuracy a run reaches depends on the algorithm — partitions, node sampling, local
 training, aggregation — not on Flower's runtime, so hyperparameters can be explored here
-without a federation: the same cached partitions (`RunSettings.partition_spec`), the same
+without a federation: the same cached partitions (`PartitionSpec.of`), the same
 client training (`flowerbed_app.task.training.train` with the ClientApp's per-round seed and
 learning-rate schedule), the strategy built from the same table (`strategies.STRATEGIES`,
 Flower's classes) aggregating the same replies, and centralized evaluation on the test
@@ -32,8 +32,8 @@ from flwr.supercore.task_identity import TaskIdentity
 from flowerbed_app.run_settings import BY_KEY, RunSettings
 from flowerbed_app.strategy.strategies import STRATEGIES
 from flowerbed_app.task.networks import create_model
-from flowerbed_app.task.partition_cache import load_partition, load_test_split
-from flowerbed_app.task.training import evaluate, scheduled_learning_rate, seeded_model, train
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition, load_test_split
+from flowerbed_app.task.training import evaluate, round_options, scheduled_learning_rate, seeded_model, train
 
 UNSUPPORTED = {"dp": "none", "compression": "none", "selection": "random"}
 
@@ -65,7 +65,7 @@ def run(settings: RunSettings, num_nodes: int) -> list[dict[str, float]]:
     model = seeded_model(lambda: create_model(settings.model), settings.seed)
     arrays = ArrayRecord(model.state_dict())
     strategy.current_arrays = arrays  # FedAvgM's server momentum starts from the initial weights
-    partitions = [load_partition(settings.partition_spec(i, num_nodes)) for i in range(num_nodes)]
+    partitions = [load_partition(PartitionSpec.of(settings, i, num_nodes)) for i in range(num_nodes)]
     x_test, y_test = load_test_split(settings.dataset)
     sample_size = max(int(num_nodes * settings.fraction_train), settings.min_nodes)
     results = []
@@ -73,7 +73,7 @@ def run(settings: RunSettings, num_nodes: int) -> list[dict[str, float]]:
         started = time.perf_counter()
         random.seed(settings.seed * 1_000_003 + server_round)  # as the ServerApp seeds Flower's sampling
         chosen = sorted(random.sample(range(num_nodes), sample_size))
-        lr = scheduled_learning_rate(settings.learning_rate, settings.lr_schedule, server_round, settings.num_rounds)
+        lr = scheduled_learning_rate(settings.learning_rate, settings.lr_schedule, server_round, settings.num_rounds)  # reported
         replies, loss = [], 0.0
         for partition_id in chosen:
             part = partitions[partition_id]
@@ -83,12 +83,7 @@ def run(settings: RunSettings, num_nodes: int) -> list[dict[str, float]]:
                 model,
                 part.x_train[:cap],
                 part.y_train[:cap],
-                learning_rate=lr,
-                momentum=settings.momentum,
-                epochs=settings.local_epochs,
-                batch_size=settings.batch_size,
-                seed=settings.seed * 100_003 + server_round * 1_009 + partition_id,
-                proximal_mu=settings.proximal_mu if settings.strategy == "fedprox" else 0.0,
+                **round_options(settings, server_round, partition_id),
             )
             loss += result.loss / len(chosen)
             replies.append(_reply(ArrayRecord(model.state_dict()), result.num_examples, partition_id + 1))

@@ -24,7 +24,8 @@ from flowerbed.demo_data import write_breast_cancer
 from flowerbed.paths import app_dir
 from flowerbed_app.task.data_description import agree, describe
 from flowerbed_app.task.networks import create_model
-from flowerbed_app.task.node_data import convert, read_raw, validation_split
+from flowerbed_app.task.node_data import convert, validation_split
+from flowerbed_app.task.node_files import read_raw
 from flowerbed_app.task.training import evaluate, seeded_model, train
 
 

@@ -12,12 +12,9 @@ Needs `make web` (services/web/dist) and Debian's Chromium at /usr/bin/chromium;
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -29,6 +26,7 @@ from chromium import CHROMIUM, CHROMIUM_ARGS
 from conftest import env_extra, free_port, free_ports
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from flowerbed import api_client
 from flowerbed.local import launcher
 from flowerbed.local.topology import Ports
 
@@ -53,17 +51,10 @@ def as_percent(value: float) -> str:
 
 
 def api(base_url: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        base_url + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    """(status, JSON body or None) of one API request, through the CLI's client."""
+    with api_client.connect(base_url, token, timeout=30) as client:
+        response = client.request(method, path, json=body)
+    return response.status_code, response.json() if response.content else None
 
 
 def wait_for_api_status(base_url: str, token: str, run_id: str, expected: str, timeout: float = 60.0) -> dict[str, Any]:

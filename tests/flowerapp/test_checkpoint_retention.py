@@ -51,7 +51,7 @@ def test_other_spellings_are_refused_naming_the_setting(bad: str) -> None:
 
 def test_the_api_defaults_are_the_apps() -> None:
     assert TrainingConfig().run_settings() == RunSettings()
-    assert TrainingConfig(keep_checkpoints="best").overrides("r", "/m")["keep-checkpoints"] == "best"
+    assert TrainingConfig(keep_checkpoints="best").validate_domain().to_run_config()["keep-checkpoints"] == "best"
 
 
 def test_prune_deletes_what_the_policy_drops_and_orphaned_weights(tmp_path: Path) -> None:

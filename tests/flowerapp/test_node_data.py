@@ -19,7 +19,7 @@ from federation_runs import node_ids, run_training
 
 from flowerbed.demo_data import write_breast_cancer, write_fashion_mnist
 from flowerbed_app.task.data_description import DataDisagreement, agree, describe, federated_statistics
-from flowerbed_app.task.node_data import RawData
+from flowerbed_app.task.node_files import RawData
 
 pytestmark = pytest.mark.federation
 SITES = 3
@@ -177,7 +177,8 @@ def test_a_colour_folder_trains_resnet18_at_its_own_size_and_a_corrupt_image_nam
 
     from flowerbed_app.task.data_description import agree
     from flowerbed_app.task.networks import create_model
-    from flowerbed_app.task.node_data import NodeDataError, convert, read_raw
+    from flowerbed_app.task.node_data import convert
+    from flowerbed_app.task.node_files import NodeDataError, read_raw
     from flowerbed_app.task.training import train
 
     rng = np.random.default_rng(0)
@@ -216,5 +217,5 @@ def test_node_settings_are_checked_before_a_run_starts():
         TrainingConfig(model="mlp").validate_domain()
     assert api_err.value.field == "model"
     config = TrainingConfig(model="mlp", data_source="node", label_column="diagnosis")
-    assert config.overrides("r", "/store")["label-column"] == "diagnosis"
+    assert config.validate_domain().to_run_config()["label-column"] == "diagnosis"
     assert config.validate_domain().data_source == "node"

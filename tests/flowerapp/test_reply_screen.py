@@ -13,7 +13,7 @@ from flowerbed_app.algorithms import update_compression
 from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.strategy import reply_contract
 from flowerbed_app.strategy.reply_screen import REJECTED_UPDATE, ReplyScreen
-from flowerbed_app.task.partition_cache import load_partition, split_sizes
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition, split_sizes
 
 GLOBAL = {"conv.weight": np.ones((4, 3), np.float32), "conv.bias": np.zeros(4, np.float32), "steps": np.array([7], np.int64)}
 
@@ -104,7 +104,7 @@ def test_bad_example_counts_are_rejected(examples: float, words: str) -> None:
 
 
 def test_example_counts_are_capped_by_the_partition_and_max_train_examples() -> None:
-    train_size, _ = split_sizes(RunSettings().partition_spec(0, 3))[1]
+    train_size, _ = split_sizes(PartitionSpec.of(RunSettings(), 0, 3))[1]
     reply = _screen(_reply(examples=10**9))
     assert reply.content["metrics"]["num-examples"] == train_size
     assert reply.content["client"]["num-examples-claimed"] == 10**9
@@ -145,9 +145,9 @@ def test_compressed_updates_are_decoded_and_hostile_ones_refused() -> None:
 def test_split_sizes_are_the_partitions_sizes() -> None:
     for partitioner in ("iid", "dirichlet"):
         settings = RunSettings(partitioner=partitioner, alpha=0.3)
-        sizes = split_sizes(settings.partition_spec(0, 3))
+        sizes = split_sizes(PartitionSpec.of(settings, 0, 3))
         for partition in range(3):
-            part = load_partition(settings.partition_spec(partition, 3))
+            part = load_partition(PartitionSpec.of(settings, partition, 3))
             assert sizes[partition] == (len(part.y_train), len(part.y_val))
 
 
@@ -161,7 +161,7 @@ def test_evaluate_replies_are_screened_and_capped_by_the_validation_split() -> N
         return Message(content=content, metadata=_metadata("er", reply_to="e", kind="evaluate"))
 
     screen = ReplyScreen(RunSettings())
-    _, val_size = split_sizes(RunSettings().partition_spec(0, 3))[0]
+    _, val_size = split_sizes(PartitionSpec.of(RunSettings(), 0, 3))[0]
     assert screen(sent, reply()).content["metrics"]["num-examples"] == val_size
     rejected = screen(sent, reply(**{"eval-loss": float("nan")}))
     assert rejected.has_error() and "'eval-loss' is not a finite number" in rejected.error.reason

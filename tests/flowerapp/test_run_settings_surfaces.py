@@ -18,6 +18,7 @@ import pytest
 from flowerbed.cli import build_parser
 from flowerbed.runs.run_config import API_SETTINGS, PRESETS, TrainingConfig, training_schema
 from flowerbed.settings_surfaces import BEGIN, END, markdown_table, with_app_config
+from flowerbed_app import run_choices
 from flowerbed_app import run_settings as rs
 from flowerbed_app.run_settings import SETTINGS, RunSettings, SettingsError
 
@@ -74,7 +75,8 @@ def test_readme_table_is_the_generated_one():
 
 def test_the_start_form_keeps_no_list_of_fields():
     """The form is built from the schema alone: its source names no setting (its tests check the DOM has them all)."""
-    form = (ROOT / "services/web/src/views/start.ts").read_text() + (ROOT / "services/web/src/schema_fields.ts").read_text()
+    sources = [*sorted((ROOT / "services/web/src/views").glob("start*.ts")), ROOT / "services/web/src/schema_fields.ts"]
+    form = "".join(path.read_text() for path in sources)
     used_for_behaviour = {"num_rounds", "from_checkpoint"}  # the duration estimate; resume from a checkpoint
     named = {name for name in API_NAMES if re.search(rf"[\"'.]{name}\b", form)}
     assert named <= used_for_behaviour, named - used_for_behaviour
@@ -84,8 +86,8 @@ def test_the_start_form_keeps_no_list_of_fields():
 def test_each_preset_is_a_valid_configuration(preset):
     assert set(preset.config) <= API_NAMES
     config = TrainingConfig.model_validate(preset.config)
-    config.validate_domain()
-    assert RunSettings.from_run_config(config.overrides("r", "/tmp/store")).num_rounds == preset.config["num_rounds"]
+    settings = config.validate_domain()
+    assert RunSettings.from_run_config(settings.to_run_config()).num_rounds == preset.config["num_rounds"]
 
 
 def test_one_list_of_strategies_models_and_statuses():
@@ -94,8 +96,8 @@ def test_one_list_of_strategies_models_and_statuses():
     from flowerbed_app.strategy.strategies import STRATEGIES
     from flowerbed_app.task.networks import MODEL_FACTORIES
 
-    assert tuple(STRATEGIES) == rs.STRATEGIES
-    assert tuple(MODEL_FACTORIES) == rs.MODELS == tuple(rs.MODEL_INPUT)
+    assert tuple(STRATEGIES) == run_choices.STRATEGIES
+    assert tuple(MODEL_FACTORIES) == run_choices.MODELS == tuple(run_choices.MODEL_INPUT)
     assert db.TERMINAL_STATUSES is TERMINAL_STATUSES
     web = (ROOT / "services/web/src/api.ts").read_text()
     listed = re.search(r"RUN_STATUSES: RunStatus\[\] = \[([^\]]*)\]", web)
@@ -121,4 +123,9 @@ def test_old_run_config_spellings_still_work():
     assert RunSettings.from_run_config({"num-server-rounds": 4}).num_rounds == 4
     assert RunSettings.from_run_config({"num-rounds": 5}).num_rounds == 5
     assert RunSettings.from_run_config({"resume-from": "abc"}).from_checkpoint == "abc"
-    assert TrainingConfig.model_validate({"num_rounds": 2, "from_checkpoint": None}).overrides("r", "s")["num-server-rounds"] == 2
+    assert (
+        TrainingConfig.model_validate({"num_rounds": 2, "from_checkpoint": None})
+        .validate_domain()
+        .to_run_config()["num-server-rounds"]
+        == 2
+    )

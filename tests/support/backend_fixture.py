@@ -25,11 +25,12 @@ import httpx
 import pytest
 from conftest import env_extra, free_port, running_federation
 
-from flowerbed import sse
+from flowerbed import api_client, sse
 from flowerbed.local import launcher, process_groups
 from flowerbed.local.process_leash import leash
+from flowerbed.runs.run_status import TERMINAL_STATUSES
 
-TERMINAL = ("completed", "failed", "stopped")
+TERMINAL = TERMINAL_STATUSES  # the API tests' name for run_status's one list
 # Small runs: the machine is shared; these keep a round to a few seconds of compute.
 QUICK_RUN = {"max_train_examples": 200, "batch_size": 50, "fraction_train": 1.0, "min_nodes": 2, "min_available_nodes": 2}
 
@@ -41,11 +42,7 @@ class Backend(NamedTuple):
     data_dir: Path
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return api_client(self.base_url, self.token, **kwargs)
-
-
-def api_client(base_url: str, token: str, **kwargs: Any) -> httpx.Client:
-    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0, **kwargs)
+        return api_client.connect(self.base_url, self.token, **kwargs)
 
 
 @dataclass
@@ -58,7 +55,7 @@ class BackendProcess:
     env: dict[str, str] = field(default_factory=dict)
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return api_client(self.base_url, self.token, **kwargs)
+        return api_client.connect(self.base_url, self.token, **kwargs)
 
     def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
         stop_group(self.proc, sig, grace)
@@ -192,12 +189,10 @@ def any_backend(request: pytest.FixtureRequest) -> Backend:
 def read_sse(base_url: str, token: str, run_id: str, timeout: float = 600.0, last_event_id: int | None = None) -> list[dict]:
     """Every SSE event of a run until the stream ends (run terminal); fails on timeout."""
     events: list[dict] = []
-    headers = {"Authorization": f"Bearer {token}"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = str(last_event_id)
-    with httpx.stream(
-        "GET", f"{base_url}/training/{run_id}/events", headers=headers, timeout=httpx.Timeout(timeout, read=60)
-    ) as response:
+    with (
+        api_client.connect(base_url, token) as client,
+        api_client.event_stream(client, run_id, last_event_id, timeout=timeout) as response,
+    ):
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for event in sse.parse(response.iter_lines()):
@@ -216,7 +211,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 def start_run(client: httpx.Client, **config: Any) -> dict:
-    response = client.post("/training/start", json={**QUICK_RUN, **config})
+    response = api_client.start_run(client, {**QUICK_RUN, **config})
     assert response.status_code == 202, response.text
     return response.json()
 

@@ -69,10 +69,10 @@ def warm_caches(num_nodes: int, overrides: dict[str, Any]) -> None:
     """Build the partitions and split sizes a run with `overrides` needs, in this process:
     tests whose timing matters then do not wait for N ClientApps importing `datasets` at once."""
     from flowerbed_app.run_settings import RunSettings
-    from flowerbed_app.task.partition_cache import load_partition, load_test_split, split_sizes
+    from flowerbed_app.task.partition_cache import PartitionSpec, load_partition, load_test_split, split_sizes
 
     settings = RunSettings.from_run_config({k: v for k, v in overrides.items() if k in RunSettings().to_run_config()})
     for partition in range(num_nodes):
-        load_partition(settings.partition_spec(partition, num_nodes))
-    split_sizes(settings.partition_spec(0, num_nodes))
+        load_partition(PartitionSpec.of(settings, partition, num_nodes))
+    split_sizes(PartitionSpec.of(settings, 0, num_nodes))
     load_test_split(settings.dataset)

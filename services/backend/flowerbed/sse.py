@@ -1,6 +1,6 @@
 """Reading the run event stream (`GET /training/{run_id}/events`, Server-Sent Events).
 
-One parser for every reader in Python — the `flowerbed train` CLI and the tests — so that
+One parser for every reader in Python — api_client.py, used by the `flowerbed train` CLI and the tests — so that
 the stream's format is read the same way everywhere. By hand rather than with `httpx-sse`:
 what the backend writes is `id`, `event` and one JSON `data` line per event plus comment
 keep-alives, a dozen lines to read, not worth a dependency of the CLI.

@@ -11,13 +11,9 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
-from flowerbed import sse
-from flowerbed.runs.run_status import TERMINAL_STATUSES as TERMINAL
+from flowerbed import api_client
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -104,9 +100,9 @@ def precheck(args: argparse.Namespace, body: dict[str, Any]) -> str | None:
 
 
 def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) -> int:
-    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60.0)
+    client = api_client.connect(url, token)
     started = time.time()
-    response = client.post("/training/start", json=body)
+    response = api_client.start_run(client, body)
     if response.status_code == 422:
         return fail(_describe_422(response.json()), as_json=args.json)
     if response.status_code != 202:
@@ -118,7 +114,8 @@ def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) 
     arrived: dict[int, float] = {}  # round → seconds since the run was started
     status = "pending"
     try:
-        for kind, data in follow_events(client, run_id):
+        for event in api_client.follow_events(client, run_id):
+            kind, data = event.event, event.data
             if kind == "round_finished":
                 arrived[int(data["round"])] = round(time.time() - started, 3)
                 _progress(data, body["num_rounds"], args.json)
@@ -131,10 +128,10 @@ def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) 
             elif kind == "status":
                 status = data["status"]
     except KeyboardInterrupt:
-        client.post(f"/training/{run_id}/stop")
+        api_client.stop_run(client, run_id)
         info("interrupted: asked the backend to stop the run", args.json)
         raise
-    detail = client.get(f"/training/{run_id}").json()
+    detail = api_client.run_detail(client, run_id)
     status = detail["status"]
     result = {
         "run_id": run_id,
@@ -169,26 +166,6 @@ def train(url: str, token: str, body: dict[str, Any], args: argparse.Namespace) 
         if result["error"]:
             print(f"  reason: {result['error']}", file=sys.stderr)
     return 0 if status == "completed" else 1
-
-
-def follow_events(client: httpx.Client, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(event type, data) from the run's SSE stream until it ends; reconnects with Last-Event-ID."""
-    last = 0
-    while True:
-        try:
-            with client.stream(
-                "GET", f"/training/{run_id}/events", headers={"Last-Event-ID": str(last)}, timeout=httpx.Timeout(60, read=60)
-            ) as response:
-                response.raise_for_status()
-                for event in sse.parse(response.iter_lines()):
-                    if event.id is not None:
-                        last = event.id
-                    yield event.event, event.data
-                    if event.event == "status" and event.data.get("status") in TERMINAL:
-                        return
-            return
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ConnectError):
-            time.sleep(1.0)  # backend restarting or a proxy cut the stream: resume after `last`
 
 
 def _describe_422(body: dict[str, Any]) -> str:

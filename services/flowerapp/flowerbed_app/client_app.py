@@ -43,8 +43,9 @@ from flowerbed_app.strategy import reply_contract as contract
 from flowerbed_app.task import client_inputs
 from flowerbed_app.task.data_description import describe
 from flowerbed_app.task.networks import FASHION_MNIST_SHAPE, create_model
-from flowerbed_app.task.node_data import NodeDataError, data_dir_of, read_raw
-from flowerbed_app.task.training import DpSgd, evaluate, scheduled_learning_rate, train
+from flowerbed_app.task.node_data import data_dir_of
+from flowerbed_app.task.node_files import NodeDataError, read_raw
+from flowerbed_app.task.training import DpSgd, evaluate, round_options, train
 
 MODULE_LOADED_AT = time.time()
 app = ClientApp(mods=[secagg_client.secaggplus_when_asked])  # SecAgg+ messages only; others pass untouched
@@ -137,20 +138,9 @@ def _train(
         model,
         x,
         y,
-        learning_rate=scheduled_learning_rate(
-            settings.learning_rate,
-            settings.lr_schedule,
-            server_round,
-            settings.num_rounds,
-        ),
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-        epochs=settings.local_epochs,
-        batch_size=settings.batch_size,
-        seed=settings.seed * 100_003 + server_round * 1_009 + client_inputs.seed_key(partition_id, context),
+        **round_options(settings, server_round, client_inputs.seed_key(partition_id, context)),
         epoch_scope=(lambda epoch: telemetry.span("train.epoch", epoch=epoch)) if tracing else None,
         step_scope=step_scope(settings.trace_step_every) if tracing else None,
-        proximal_mu=float(config.get("proximal-mu", 0.0)),  # FedProx puts mu into the train config
         dp=dp,
     )
     metrics = contract.metric_record(

@@ -8,10 +8,14 @@ these through `RunSettings.validate`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flowerbed_app.algorithms import secure_aggregation
-from flowerbed_app.run_settings import DP_LOCAL_MODELS, RunSettings
+from flowerbed_app.run_choices import DP_LOCAL_MODELS
 from flowerbed_app.setting_spec import SettingsError
+
+if TYPE_CHECKING:  # the declarations import these rules; the rules only read them
+    from flowerbed_app.run_settings import RunSettings
 
 
 def mlp_needs_tables(s: RunSettings) -> None:

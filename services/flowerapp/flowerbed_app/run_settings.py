@@ -7,68 +7,45 @@ keys (pyproject defaults merged with per-run overrides); every app module reads 
 derives its API model, `/training/schema`, the CLI flags and README's table from the same
 fields (flowerbed.runs.run_config); tests check the app's pyproject against them.
 
-Adding a setting: one `setting(...)` line here, and its use. Rules that involve two settings
-are the named checks in run_rules.py.
+Adding a setting: one `setting(...)` line here, and its use. The values a setting chooses
+from are in run_choices.py, the form's sections in setting_groups.py, what every declaration
+can do (parse, check, write back) in setting_spec.py, and rules that involve two settings are
+the named checks in run_rules.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
+from flowerbed_app import run_choices
+from flowerbed_app.run_rules import RULES
 from flowerbed_app.runtime import checkpoint_retention
-from flowerbed_app.setting_spec import Declared, SettingsError, declared, setting
+from flowerbed_app.setting_groups import GROUPS
+from flowerbed_app.setting_spec import Declared, DeclaredSettings, SettingsError, declared, keys_of, setting
 
-if TYPE_CHECKING:
-    from flowerbed_app.task.partition_cache import PartitionSpec
+__all__ = ["BY_KEY", "GROUPS", "SETTINGS", "RunSettings", "SettingsError"]
 
-__all__ = ["BY_KEY", "MODELS", "SETTINGS", "STRATEGIES", "RunSettings", "SettingsError"]
-
-MODELS = ("cnn", "resnet18", "mlp")
-# Which kind of input each model takes: "images" (C×H×W) or "table" (feature vectors).
-MODEL_INPUT = {"cnn": "images", "resnet18": "images", "mlp": "table"}
-# Where each node's training data comes from: a partition of the central Fashion-MNIST copy
-# (demo, benchmarks), or the node's own directory (node config data-dir; task/node_data.py).
-DATA_SOURCES = ("partitions", "node")
-PARTITIONERS = ("iid", "dirichlet")
-STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum")
-SELECTIONS = ("random", "performance")
-DP_MODES = ("none", "local", "central")
-COMPRESSIONS = ("none", "topk", "int8", "topk+int8")
-# Secure aggregation (secure_aggregation.py): Flower's SecAgg+, the ServerApp sees only the sum.
-SECURE_AGGREGATIONS = ("none", "secaggplus")
-# Clients' learning rate across a run's rounds (training.scheduled_learning_rate).
-LR_SCHEDULES = ("constant", "cosine")
-# Opacus' per-sample gradients need layers it can hook; BatchNorm mixes samples.
-DP_LOCAL_MODELS = ("cnn", "mlp")
-
-# Form sections, in order, with the hint each shows.
-GROUPS = {
-    "Model & schedule": "What to train and for how long.",
-    "Clients": "How many SuperNodes take part in each round.",
-    "Data": "Fashion-MNIST split across clients (partitions), or each node's own data directory (node).",
-    "Local training": "Optimiser settings on every client.",
-    "Strategy parameters": "The chosen strategy's own parameters.",
-    "Client selection": "Who trains each round.",
-    "Privacy": "Differential privacy, local (Opacus in every client) or central (server-side).",
-    "Compression": "Client updates sent compressed, with error feedback.",
-    "Secure aggregation": "SecAgg+: every update masked, the server sees only their sum.",
-    "Checkpoints": "What this run keeps, and a stored checkpoint to continue from (leave empty to start fresh).",
-    "Deployment": "Set by the backend or the deployment, not by users.",
-}
 _RUN, _CLIENTS, _DATA, _LOCAL, _STRAT, _SEL, _DP, _COMP, _SECAGG, _CKPT, _DEPLOY = GROUPS
 _DP_ON = {"dp": ("local", "central")}
 _ADAPTIVE = {"strategy": ("fedadam", "fedyogi")}
 _SECAGG_ON = {"secure_aggregation": ("secaggplus",)}
+_FEDAVGM = {"strategy": ("fedavgm",)}
+_PARTITIONS = {"data_source": ("partitions",)}
+_TOPK = {"compression": ("topk", "topk+int8")}
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSettings:
+class RunSettings(DeclaredSettings):
     model: str = setting(
-        "cnn", "Model", _RUN, "Network to train: cnn, resnet18 (images) or mlp (tables, with data_source=node).", choices=MODELS
+        "cnn",
+        "Model",
+        _RUN,
+        "Network to train: cnn, resnet18 (images) or mlp (tables, with data_source=node).",
+        choices=run_choices.MODELS,
     )
-    strategy: str = setting("fedavg", "Strategy", _RUN, "Aggregation strategy (Flower's own classes).", choices=STRATEGIES)
+    strategy: str = setting(
+        "fedavg", "Strategy", _RUN, "Aggregation strategy (Flower's own classes).", choices=run_choices.STRATEGIES
+    )
     num_rounds: int = setting(3, "Rounds", _RUN, "Server rounds to run.", ge=1, le=1000, key="num-server-rounds")
     evaluate_every: int = setting(
         0,
@@ -108,7 +85,7 @@ class RunSettings:
         _DATA,
         "Training data: partitions of the central Fashion-MNIST copy, or each node's own data directory "
         "(node config data-dir; accuracy is then the federated evaluation).",
-        choices=DATA_SOURCES,
+        choices=run_choices.DATA_SOURCES,
     )
     label_column: str = setting(
         "label",
@@ -120,12 +97,7 @@ class RunSettings:
         when={"data_source": ("node",)},
     )
     partitioner: str = setting(
-        "iid",
-        "Partitioner",
-        _DATA,
-        "How the dataset is split across nodes.",
-        choices=PARTITIONERS,
-        when={"data_source": ("partitions",)},
+        "iid", "Partitioner", _DATA, "How the dataset is split across nodes.", choices=run_choices.PARTITIONERS, when=_PARTITIONS
     )
     alpha: float = setting(
         0.5,
@@ -153,7 +125,7 @@ class RunSettings:
         "Learning-rate schedule",
         _LOCAL,
         "Client learning rate across rounds: constant, or cosine decay towards 0 by the last round.",
-        choices=LR_SCHEDULES,
+        choices=run_choices.LR_SCHEDULES,
         advanced=True,
     )
     momentum: float = setting(0.9, "Momentum", _LOCAL, "Client SGD momentum.", ge=0, lt=1, advanced=True)
@@ -163,16 +135,10 @@ class RunSettings:
         0.0, "FedProx μ", _STRAT, "FedProx proximal term μ (0 = FedAvg).", ge=0, le=1e3, when={"strategy": ("fedprox",)}
     )
     server_learning_rate: float = setting(
-        1.0,
-        "FedAvgM server learning rate",
-        _STRAT,
-        "FedAvgM server learning rate.",
-        gt=0,
-        le=100,
-        when={"strategy": ("fedavgm",)},
+        1.0, "FedAvgM server learning rate", _STRAT, "FedAvgM server learning rate.", gt=0, le=100, when=_FEDAVGM
     )
     server_momentum: float = setting(
-        0.0, "FedAvgM server momentum", _STRAT, "FedAvgM server momentum.", ge=0, lt=1, when={"strategy": ("fedavgm",)}
+        0.0, "FedAvgM server momentum", _STRAT, "FedAvgM server momentum.", ge=0, lt=1, when=_FEDAVGM
     )
     server_eta: float = setting(
         0.01, "Server learning rate η", _STRAT, "FedAdam/FedYogi server learning rate.", gt=0, le=100, when=_ADAPTIVE
@@ -203,7 +169,7 @@ class RunSettings:
         "Client selection",
         _SEL,
         "Client selection: uniform, or by each node's last validation loss with exploration.",
-        choices=SELECTIONS,
+        choices=run_choices.SELECTIONS,
     )
     selection_explore: float = setting(
         0.25,
@@ -219,7 +185,7 @@ class RunSettings:
         "Differential privacy",
         _DP,
         "Differential privacy: local (Opacus DP-SGD per client) or central (server-side clipping + noise).",
-        choices=DP_MODES,
+        choices=run_choices.DP_MODES,
     )
     dp_noise_multiplier: float = setting(
         1.0, "DP noise multiplier", _DP, "Gaussian noise multiplier (DP).", ge=0, le=100, when=_DP_ON
@@ -232,23 +198,17 @@ class RunSettings:
         10.0, "DP clipping norm", _DP, "Update clipping norm (central DP).", gt=0, le=1e6, when={"dp": ("central",)}
     )
     compression: str = setting(
-        "none", "Compression", _COMP, "Client update compression, with error feedback.", choices=COMPRESSIONS
+        "none", "Compression", _COMP, "Client update compression, with error feedback.", choices=run_choices.COMPRESSIONS
     )
     compression_ratio: float = setting(
-        0.1,
-        "Top-k share kept",
-        _COMP,
-        "Share of update entries top-k keeps.",
-        gt=0,
-        le=1,
-        when={"compression": ("topk", "topk+int8")},
+        0.1, "Top-k share kept", _COMP, "Share of update entries top-k keeps.", gt=0, le=1, when=_TOPK
     )
     secure_aggregation: str = setting(
         "none",
         "Secure aggregation",
         _SECAGG,
         "Secure aggregation: secaggplus masks every update (Flower's SecAgg+), the server sees their sum.",
-        choices=SECURE_AGGREGATIONS,
+        choices=run_choices.SECURE_AGGREGATIONS,
     )
     secagg_num_shares: int = setting(
         3, "SecAgg+ shares", _SECAGG, "SecAgg+: shares of each node's key.", ge=3, le=1000, when=_SECAGG_ON, advanced=True
@@ -332,51 +292,12 @@ class RunSettings:
     model_store: str = setting("", "Model store", _DEPLOY, "Where checkpoints go; set by the backend/CLI.", api=False)
     traceparent: str = setting("", "Trace parent", _DEPLOY, "W3C trace context of the request that started the run.", api=False)
 
-    @classmethod
-    def from_run_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
-        """Build from Flower's run config; unknown keys are an error (typos)."""
-        values: dict[str, Any] = {}
-        for key, raw in run_config.items():
-            item = BY_KEY.get(key) or BY_KEY.get(key.replace("_", "-"))
-            if item is None:
-                raise SettingsError(key, f"unknown setting; valid: {', '.join(sorted(BY_KEY))}")
-            values[item.name] = item.coerce(raw, key)
-        settings = cls(**values)
-        settings.validate()
-        return settings
-
     def validate(self) -> None:
         """Each value against its declaration, then the named rules that relate settings."""
-        for item in SETTINGS:
-            item.check(getattr(self, item.name))
-        from flowerbed_app.run_rules import RULES  # the rules need the declarations above
-
+        super().validate()
         for rule in RULES:
             rule(self)
 
-    def partition_spec(self, partition_id: int, num_partitions: int) -> PartitionSpec:
-        """Which slice of the data node `partition_id` of `num_partitions` trains on in this run."""
-        from flowerbed_app.task.partition_cache import PartitionSpec  # numpy & co. only where data is loaded
-
-        return PartitionSpec(
-            source=self.dataset,
-            partitioner=self.partitioner,
-            num_partitions=num_partitions,
-            partition_id=partition_id,
-            alpha=self.alpha,
-            seed=self.seed,
-            validation_fraction=self.validation_fraction,
-        )
-
-    def to_run_config(self) -> dict[str, Any]:
-        """The kebab-case dict Flower expects, e.g. for StartRun overrides."""
-        return {item.key: getattr(self, item.name) for item in SETTINGS}
-
 
 SETTINGS: tuple[Declared, ...] = declared(RunSettings)
-# Run-config key → setting; also each setting's name in kebab-case where its key differs
-# (`--set num-rounds=…`), so either spelling is accepted.
-BY_KEY: dict[str, Declared] = {
-    **{item.name.replace("_", "-"): item for item in SETTINGS},
-    **{item.key: item for item in SETTINGS},
-}
+BY_KEY: dict[str, Declared] = keys_of(RunSettings)

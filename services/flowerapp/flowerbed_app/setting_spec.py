@@ -14,8 +14,9 @@ Light on purpose (no torch, no NumPy, no pydantic): every ClientApp process impo
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 
 class SettingsError(ValueError):
@@ -116,11 +117,46 @@ class Declared:
             raise SettingsError(key, f"expected {self.kind.__name__}, got {raw!r}") from None
 
 
+@functools.cache
 def declared(cls: type) -> tuple[Declared, ...]:
     """The declared settings of a settings dataclass, in declaration order (= form order)."""
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
     kinds = {"str": str, "int": int, "float": float, "bool": bool}
     return tuple(Declared(f.name, kinds[str(hints[f.name])], f.default, f.metadata["spec"]) for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def keys_of(cls: type) -> dict[str, Declared]:
+    """Run-config key → setting; also each name in kebab-case where its key differs (`--set num-rounds=…`)."""
+    items = declared(cls)
+    return {**{item.name.replace("_", "-"): item for item in items}, **{item.key: item for item in items}}
+
+
+class DeclaredSettings:
+    """What a settings dataclass does from its declarations alone: read Flower's run config, check it, write it back."""
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> Self:
+        """Build from Flower's run config; unknown keys are an error (typos)."""
+        by_key = keys_of(cls)
+        values: dict[str, Any] = {}
+        for key, raw in run_config.items():
+            item = by_key.get(key) or by_key.get(key.replace("_", "-"))
+            if item is None:
+                raise SettingsError(key, f"unknown setting; valid: {', '.join(sorted(by_key))}")
+            values[item.name] = item.coerce(raw, key)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Each value against its declaration (subclasses add the rules that relate settings)."""
+        for item in declared(type(self)):
+            item.check(getattr(self, item.name))
+
+    def to_run_config(self) -> dict[str, Any]:
+        """The kebab-case dict Flower expects, e.g. for StartRun overrides."""
+        return {item.key: getattr(self, item.name) for item in declared(type(self))}
 
 
 def _number(value: float) -> str:

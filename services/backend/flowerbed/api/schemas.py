@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from flowerbed.api.data_schemas import NodeDataReport, NodeDescription
 from flowerbed.api.round_schemas import AccuracyKind, RoundDetail
-from flowerbed.db.run_history import as_utc
+from flowerbed.db.run_queries import as_utc
 from flowerbed.db.tables import Run
 from flowerbed.runs.run_status import RunStatus
 

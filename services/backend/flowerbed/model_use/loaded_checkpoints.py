@@ -82,7 +82,7 @@ class ModelCache:
 
 def model_input(meta: dict[str, Any]) -> ModelInput:
     """The input spec of a checkpoint's metadata; ValueError when it is incomplete."""
-    from flowerbed_app.run_settings import MODEL_INPUT
+    from flowerbed_app.run_choices import MODEL_INPUT
     from flowerbed_app.task.fashion_mnist import CLASS_NAMES, SHAPE
 
     architecture = str(meta.get("model") or "")

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent
+from flowerbed.db.run_history import STATUS_EVENT, RunHistory
+from flowerbed.db.run_queries import StoredEvent
 from flowerbed_app.runtime import checkpoints
 
 log = logging.getLogger(__name__)

@@ -67,7 +67,7 @@ class _TrainingConfigBase(BaseModel):
         return RunSettings(**{**values, **extra})
 
     def validate_domain(self) -> RunSettings:
-        """Run the app's own rules; raise FieldError naming our field."""
+        """The run's RunSettings, after the app's own rules; a broken rule is a FieldError naming our field."""
         settings = self.run_settings()
         try:
             settings.validate()
@@ -75,13 +75,6 @@ class _TrainingConfigBase(BaseModel):
             field = BY_KEY[exc.key].name if exc.key in BY_KEY else exc.key.replace("-", "_")
             raise FieldError(field, exc.reason, getattr(self, field, None)) from None
         return settings
-
-    def overrides(self, run_id: str, model_store: str) -> dict[str, Any]:
-        """StartRun overrides: run-config keys, typed as declared (TOML floats: 600 would otherwise arrive as int)."""
-        values = {item.key: item.kind(item.default if (v := getattr(self, item.name)) is None else v) for item in API_SETTINGS}
-        values["flowerbed-run-id"] = run_id
-        values["model-store"] = model_store
-        return values
 
 
 TrainingConfig: type[_TrainingConfigBase] = create_model(  # type: ignore[call-overload]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from flowerbed.db.run_history import RunHistory
@@ -18,6 +19,7 @@ from flowerbed.flower_control import FlowerControl
 from flowerbed.runs.run_config import FieldError, TrainingConfig
 from flowerbed.runs.run_resume import resume_config
 from flowerbed.runs.run_tracker import RunTracker
+from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.runtime import checkpoints, telemetry
 
 
@@ -62,9 +64,9 @@ class RunService:
         # Counting active runs and adding one must not interleave (two starts at the limit).
         self._admission = threading.RLock()
 
-    def check(self, config: TrainingConfig) -> None:
-        """Everything that can be known before Flower is asked; raises FieldError."""
-        config.validate_domain()
+    def check(self, config: TrainingConfig) -> RunSettings:
+        """Everything that can be known before Flower is asked; raises FieldError. The run's settings, as the apps read them."""
+        settings = config.validate_domain()
         if config.from_checkpoint:
             try:
                 checkpoints.split_model_id(config.from_checkpoint)
@@ -77,10 +79,11 @@ class RunService:
                     f"checkpoint {config.from_checkpoint} holds a {meta.get('model')!r} model but model is {config.model!r}",
                     config.from_checkpoint,
                 )
+        return settings
 
     def start(self, config: TrainingConfig) -> Run:
-        self.check(config)
-        return self._submit(self._admit(config), config)
+        settings = self.check(config)
+        return self._submit(self._admit(config), settings)
 
     def resume(self, run_id: str) -> Run:
         """Continue a failed or stopped run from its last checkpoint, as a new run linked to it."""
@@ -89,10 +92,10 @@ class RunService:
             if run is None:
                 raise RunNotFound(run_id)
             config = resume_config(run, self.model_store, self.history.resumed_by(run_id))
-            self.check(config)
+            settings = self.check(config)
             self._make_sure_flower_stopped(run)
             new_run_id = self._admit(config, resumed_from=run_id)
-        return self._submit(new_run_id, config)
+        return self._submit(new_run_id, settings)
 
     def _make_sure_flower_stopped(self, run: Run) -> None:
         """A run we recorded failed (SuperLink lost) may live on in Flower: never train the same thing twice."""
@@ -114,12 +117,14 @@ class RunService:
             self.history.create_run(run_id, config.model_dump(), config.num_rounds, config.from_checkpoint, resumed_from)
         return run_id
 
-    def _submit(self, run_id: str, config: TrainingConfig) -> Run:
+    def _submit(self, run_id: str, settings: RunSettings) -> Run:
         try:
-            overrides = config.overrides(run_id, str(self.model_store))
-            # The ServerApp's fl.run span becomes a child of this request's span.
-            overrides["traceparent"] = telemetry.traceparent_of()
-            flower_run_id = self.control_factory().start_run(self.app_dir, overrides)
+            # Every setting goes to Flower as the run config the ServerApp and ClientApps read back with
+            # RunSettings.from_run_config; the ServerApp's fl.run span becomes a child of this request's span.
+            settings = replace(
+                settings, flowerbed_run_id=run_id, model_store=str(self.model_store), traceparent=telemetry.traceparent_of()
+            )
+            flower_run_id = self.control_factory().start_run(self.app_dir, settings.to_run_config())
         except Exception as exc:
             self.tracker.set_status(run_id, "failed", error=f"the SuperLink refused the run: {exc}")
             raise SuperLinkUnavailable(f"could not start the run on the SuperLink: {exc}") from exc

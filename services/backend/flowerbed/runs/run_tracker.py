@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flowerbed.db.run_history import RunHistory, StoredEvent
+from flowerbed.db.run_history import RunHistory
+from flowerbed.db.run_queries import StoredEvent
 from flowerbed.flower_control import FlowerControl, FlowerRun
 from flowerbed.runs.event_bus import EventBus
 from flowerbed.runs.run_follower import LogCursor, follow

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowerbed_app.run_settings import SECURE_AGGREGATIONS, SettingsError
+from flowerbed_app.run_choices import SECURE_AGGREGATIONS
+from flowerbed_app.setting_spec import SettingsError
 
 if TYPE_CHECKING:
     from flowerbed_app.run_settings import RunSettings

@@ -35,7 +35,7 @@ from flowerbed_app.strategy.update_validation import (
     check_values,
     layout_of,
 )
-from flowerbed_app.task.partition_cache import split_sizes
+from flowerbed_app.task.partition_cache import PartitionSpec, split_sizes
 
 # Error code of a reply the server refused (outside the range of Flower's ErrorCode).
 REJECTED_UPDATE = 1001
@@ -144,7 +144,7 @@ class ReplyScreen:
             )
         if num_partitions not in self._sizes:
             try:
-                self._sizes[num_partitions] = split_sizes(self.settings.partition_spec(0, num_partitions))
+                self._sizes[num_partitions] = split_sizes(PartitionSpec.of(self.settings, 0, num_partitions))
             except Exception as exc:  # the server's own data, not the node's fault: fail the run
                 raise RuntimeError(f"cannot compute the partition sizes that bound example counts: {exc}") from exc
         train_size, val_size = self._sizes[num_partitions][partition_id]

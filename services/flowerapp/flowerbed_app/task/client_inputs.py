@@ -13,7 +13,7 @@ from flowerbed_app.strategy import reply_contract as contract
 from flowerbed_app.task.data_description import conversion_from_config
 from flowerbed_app.task.networks import FASHION_MNIST_SHAPE, create_model
 from flowerbed_app.task.node_data import data_dir_of, load_for_run
-from flowerbed_app.task.partition_cache import Partition, load_partition
+from flowerbed_app.task.partition_cache import Partition, PartitionSpec, load_partition
 
 
 def node(context: Context) -> tuple[int, int]:
@@ -37,7 +37,7 @@ def partition(settings: RunSettings, context: Context, config: Any) -> tuple[int
         data = load_for_run(directory, settings.label_column, conversion, settings.validation_fraction, settings.seed)
         return -1, data
     partition_id, num_partitions = node(context)
-    return partition_id, load_partition(settings.partition_spec(partition_id, num_partitions))
+    return partition_id, load_partition(PartitionSpec.of(settings, partition_id, num_partitions))
 
 
 def seed_key(partition_id: int, context: Context) -> int:

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from flowerbed_app.task.node_data import Conversion, RawData, validation_split
+from flowerbed_app.task.node_data import Conversion, validation_split
+from flowerbed_app.task.node_files import RawData
 
 # k: class counts below it are never reported exactly.
 MIN_REPORTED_COUNT = 5

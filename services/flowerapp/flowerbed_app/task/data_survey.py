@@ -17,7 +17,8 @@ from typing import Any
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 
-from flowerbed_app.run_settings import MODEL_INPUT, RunSettings
+from flowerbed_app.run_choices import MODEL_INPUT
+from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.runtime.progress_events import EventEmitter
 from flowerbed_app.strategy import reply_contract as contract
 from flowerbed_app.strategy.fast_grid import FastPollGrid

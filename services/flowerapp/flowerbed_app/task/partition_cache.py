@@ -16,11 +16,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from flowerbed_app.task.fashion_mnist import load_split
+
+if TYPE_CHECKING:
+    from flowerbed_app.run_settings import RunSettings
 
 CACHE_VERSION = 1
 
@@ -34,6 +37,19 @@ class PartitionSpec:
     alpha: float
     seed: int
     validation_fraction: float
+
+    @classmethod
+    def of(cls, settings: RunSettings, partition_id: int, num_partitions: int) -> PartitionSpec:
+        """Which slice of the data node `partition_id` of `num_partitions` trains on in this run."""
+        return cls(
+            source=settings.dataset,
+            partitioner=settings.partitioner,
+            num_partitions=num_partitions,
+            partition_id=partition_id,
+            alpha=settings.alpha,
+            seed=settings.seed,
+            validation_fraction=settings.validation_fraction,
+        )
 
     def cache_key(self) -> str:
         blob = json.dumps({"v": CACHE_VERSION, **self.__dict__}, sort_keys=True)

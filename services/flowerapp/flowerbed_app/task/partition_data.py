@@ -13,7 +13,7 @@ from typing import Any
 
 from flowerbed_app.run_settings import RunSettings
 from flowerbed_app.task.fashion_mnist import CLASS_NAMES, SHAPE
-from flowerbed_app.task.partition_cache import split_classes
+from flowerbed_app.task.partition_cache import PartitionSpec, split_classes
 
 
 class PartitionData:
@@ -29,7 +29,7 @@ class PartitionData:
             node, part, count = client.get("node_id"), client.get("partition_id"), client.get("num_partitions")
             if node in self.described or not isinstance(part, int) or not isinstance(count, int):
                 continue
-            classes = split_classes(self.settings.partition_spec(0, count))[part]
+            classes = split_classes(PartitionSpec.of(self.settings, 0, count))[part]
             self.described[int(node)] = {
                 "node_id": int(node),
                 "format": f"Fashion-MNIST partition {part + 1} of {count} ({self.settings.partitioner})",

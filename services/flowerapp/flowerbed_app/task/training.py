@@ -12,14 +12,17 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flowerbed_app.run_settings import LR_SCHEDULES
+from flowerbed_app.run_choices import LR_SCHEDULES
+
+if TYPE_CHECKING:
+    from flowerbed_app.run_settings import RunSettings
 
 # Fashion-MNIST training-set mean and std of pixel intensity in [0, 1].
 PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
@@ -214,6 +217,23 @@ def scheduled_learning_rate(base: float, schedule: str, server_round: int, num_r
         progress = (min(max(server_round, 1), num_rounds) - 1) / num_rounds
         return base * 0.5 * (1.0 + math.cos(math.pi * progress))
     raise ValueError(f"unknown lr-schedule {schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+
+
+def round_options(settings: RunSettings, server_round: int, node_key: int) -> dict[str, Any]:
+    """`train`'s optimiser arguments for one node in one round, from the run's settings alone.
+
+    The ClientApp and the in-process benchmark both train with these, so a local-training
+    setting reaches the optimiser one way (the run config), never through the train message.
+    `node_key` sets nodes' shuffling apart (client_inputs.seed_key)."""
+    return {
+        "learning_rate": scheduled_learning_rate(settings.learning_rate, settings.lr_schedule, server_round, settings.num_rounds),
+        "momentum": settings.momentum,
+        "weight_decay": settings.weight_decay,
+        "epochs": settings.local_epochs,
+        "batch_size": settings.batch_size,
+        "seed": settings.seed * 100_003 + server_round * 1_009 + node_key,
+        "proximal_mu": settings.proximal_mu if settings.strategy == "fedprox" else 0.0,
+    }
 
 
 def seeded_model(factory: Callable[[], nn.Module], seed: int) -> nn.Module:

@@ -6,90 +6,18 @@
  * (`x-advanced`) and when it matters (`x-when`): a field that does not matter for the chosen strategy, privacy
  * mode, compression, selection or data source is hidden, left out of the request (the server's default
  * applies) and shown again as soon as it matters. Presets (`GET /training/presets`) fill the form over the
- * defaults. The duration estimate uses the last finished runs' seconds per round and start-up time. The submit button
+ * defaults. The duration estimate (start_estimate.ts) uses the last finished runs' seconds per round and start-up time. The submit button
  * lives in a side column (below the form on narrow screens), so it never covers a field. The server stays the
  * authority on what is valid: its 422s are shown next to their fields.
  */
 import { ApiError, api, type JsonSchema, type Preset, type RunDetail, type TrainingConfig } from "../api";
 import { h, mount, stateBlock } from "../dom";
-import { formatDuration, toMillis } from "../format";
 import type { Route } from "../router";
 import { navigate } from "../router";
 import { applies, boundsText, fieldsFromSchema, groupsOf, type FieldSpec } from "../schema_fields";
 import { card, pageHeader } from "../widgets";
-
-type Input = HTMLInputElement | HTMLSelectElement;
-
-function inputFor(f: FieldSpec): Input {
-  const common = { id: `field-${f.name}`, name: f.name, "data-testid": `field-${f.name}`, "aria-describedby": `help-${f.name} error-${f.name}` };
-  if (f.kind === "enum") {
-    const select = h(
-      "select",
-      common,
-      f.nullable ? h("option", { value: "" }, "—") : null,
-      (f.options ?? []).map((o) => h("option", { value: o }, o)),
-    );
-    return select;
-  }
-  if (f.kind === "boolean") return h("input", { ...common, type: "checkbox" });
-  const numeric = f.kind === "integer" || f.kind === "number";
-  const min = f.minimum ?? f.exclusiveMinimum;
-  const max = f.maximum ?? f.exclusiveMaximum;
-  return h("input", {
-    ...common,
-    type: numeric ? "number" : "text",
-    inputmode: numeric ? (f.kind === "integer" ? "numeric" : "decimal") : undefined,
-    step: f.kind === "integer" ? 1 : numeric ? "any" : undefined,
-    min: numeric && min !== undefined ? min : undefined,
-    max: numeric && max !== undefined ? max : undefined,
-    required: numeric && !f.nullable ? true : undefined,
-    placeholder: f.nullable ? (numeric ? "no limit" : "none") : undefined,
-    autocomplete: "off",
-  });
-}
-
-function writeValue(f: FieldSpec, el: Input, value: unknown): void {
-  if (f.kind === "boolean") (el as HTMLInputElement).checked = Boolean(value);
-  else el.value = value === null || value === undefined ? "" : String(value);
-}
-
-function readValue(f: FieldSpec, el: Input): unknown {
-  if (f.kind === "boolean") return (el as HTMLInputElement).checked;
-  const raw = el.value.trim();
-  if (raw === "") return f.nullable ? null : f.kind === "string" || f.kind === "enum" ? "" : raw;
-  if (f.kind === "integer") return Number.isInteger(Number(raw)) ? Number(raw) : raw;
-  if (f.kind === "number") return Number.isNaN(Number(raw)) ? raw : Number(raw);
-  return raw;
-}
-
-export interface Pace {
-  /** Median seconds of one round (the rounds' own durations). */
-  perRound: number;
-  /** Median seconds a run spends outside its rounds (start-up, waiting for nodes, the end). */
-  overhead: number;
-  runs: number;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** How long the last finished runs took per round and around their rounds, or null when there is none. */
-export function paceOf(runs: RunDetail[]): Pace | null {
-  const perRound: number[] = [];
-  const overhead: number[] = [];
-  for (const r of runs) {
-    const started = toMillis(r.started_at ?? null);
-    const finished = toMillis(r.finished_at ?? null);
-    const rounds = (r.rounds ?? []).map((x) => x.seconds).filter((v): v is number => typeof v === "number" && v > 0);
-    if (started === null || finished === null || finished <= started || !rounds.length) continue;
-    perRound.push(...rounds);
-    overhead.push(Math.max(0, (finished - started) / 1000 - rounds.reduce((a, b) => a + b, 0)));
-  }
-  return perRound.length ? { perRound: median(perRound), overhead: median(overhead), runs: overhead.length } : null;
-}
+import { estimateOf, paceOf, type Pace } from "./start_estimate";
+import { inputFor, readValue, writeValue, type Input } from "./start_fields";
 
 export function renderStart(root: HTMLElement, route: Route): () => void {
   let alive = true;
@@ -181,16 +109,7 @@ function buildForm(
     for (const section of form.querySelectorAll<HTMLElement>("[data-section]")) {
       section.hidden = ![...section.querySelectorAll<HTMLElement>("[data-field]")].some((b) => !b.hidden);
     }
-    const rounds = Number(values.num_rounds);
-    if (!pace) mount(estimate, "No estimate yet: no finished run to learn from.");
-    else if (!Number.isFinite(rounds) || rounds < 1) mount(estimate, "—");
-    else
-      mount(
-        estimate,
-        h("strong", {}, `≈ ${formatDuration(pace.overhead + rounds * pace.perRound)}`),
-        ` for ${rounds} round${rounds === 1 ? "" : "s"}: ${pace.perRound.toFixed(1)} s per round and ${Math.round(pace.overhead)} s to start and finish, ` +
-          `as the last ${pace.runs} finished run${pace.runs === 1 ? "" : "s"} took.`,
-      );
+    mount(estimate, ...estimateOf(pace, Number(values.num_rounds)));
   }
 
   const setFieldError = (name: string, message: string | null) => {

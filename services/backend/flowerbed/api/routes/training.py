@@ -27,7 +27,8 @@ from flowerbed.api.schemas import (
     StoppingRun,
     node_data_of,
 )
-from flowerbed.db.run_history import STATUS_EVENT, RunHistory, StoredEvent, as_utc
+from flowerbed.db.run_history import STATUS_EVENT, RunHistory
+from flowerbed.db.run_queries import StoredEvent, as_utc
 from flowerbed.db.tables import TERMINAL_STATUSES, Run
 from flowerbed.runs import mlflow_tracking
 from flowerbed.runs.run_config import PRESETS, Preset, TrainingConfig, training_schema
