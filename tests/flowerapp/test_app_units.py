@@ -223,7 +223,7 @@ def test_api_choices_are_the_apps():
     from typing import get_args
 
     from flowerbed.runs.run_config import TrainingConfig
-    from flowerbed_app import run_settings as rs
+    from flowerbed_app import run_choices as rs
 
     choices = {
         "model": rs.MODELS,

@@ -117,11 +117,11 @@ class RunSettings(DeclaredSettings):
         le=10_000_000,
     )
     batch_size: int = setting(32, "Batch size", _LOCAL, "Client mini-batch size.", ge=1, le=4096)
-    learning_rate: float = setting(
-        0.01, "Learning rate", _LOCAL, "Client SGD learning rate (of round 1 with a schedule).", gt=0, le=100
+    learning_rate: float = setting(  # 0.05 with cosine: BENCHMARKS.md §3 (2026-11-27)
+        0.05, "Learning rate", _LOCAL, "Client SGD learning rate (of round 1 with a schedule).", gt=0, le=100
     )
     lr_schedule: str = setting(
-        "constant",
+        "cosine",
         "Learning-rate schedule",
         _LOCAL,
         "Client learning rate across rounds: constant, or cosine decay towards 0 by the last round.",

@@ -1365,13 +1365,13 @@ export interface components {
             /**
              * Learning rate
              * @description Client SGD learning rate (of round 1 with a schedule).
-             * @default 0.01
+             * @default 0.05
              */
             learning_rate: number;
             /**
              * Learning-rate schedule
              * @description Client learning rate across rounds: constant, or cosine decay towards 0 by the last round.
-             * @default constant
+             * @default cosine
              * @enum {string}
              */
             lr_schedule: "constant" | "cosine";
