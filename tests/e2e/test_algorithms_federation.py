@@ -15,7 +15,7 @@ from flowerbed_app.strategy import client_selection
 
 pytestmark = pytest.mark.federation
 
-SMALL = {"max-train-examples": 300, "fraction-train": 1.0, "batch-size": 32}
+SMALL = {"max-train-examples": 300, "max-test-examples": 1000, "fraction-train": 1.0, "batch-size": 32}
 
 
 def _completed(outcome: RunOutcome) -> list[dict]:

@@ -17,7 +17,7 @@ from flowerbed_app.runtime import checkpoints
 from flowerbed_app.runtime.progress_events import EventEmitter, parse_events
 from flowerbed_app.task.fashion_mnist import DatasetMissingError, check_source, load_split
 from flowerbed_app.task.networks import ResNet18, SimpleCNN, create_model
-from flowerbed_app.task.partition_cache import PartitionSpec, load_partition, partition_indices
+from flowerbed_app.task.partition_cache import PartitionSpec, load_partition, load_test_split, partition_indices
 
 DATASET = "/usr/share/datasets/fashion-mnist"
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,6 +125,19 @@ def test_partition_cache_is_reused_and_holds_a_validation_split(tmp_path, monkey
     assert files[0].stat().st_mtime_ns == mtime
     assert np.array_equal(first.y_train, second.y_train)
     assert len(first.y_val) == 2000 and len(first.y_train) == 18_000
+
+
+def test_a_test_split_sample_is_seeded_ordered_and_drawn_from_the_whole_split():
+    x, y = load_test_split(DATASET)
+    xs, ys = load_test_split(DATASET, 1000, seed=42)
+    assert xs.shape == (1000, *x.shape[1:]) and ys.shape == (1000,)
+    rows = {row.tobytes(): i for i, row in enumerate(x)}
+    picked = [rows[row.tobytes()] for row in xs]
+    assert picked == sorted(picked) and picked[-1] > 5000  # in the split's order, not its first 1,000
+    assert np.array_equal(ys, y[picked])
+    assert np.array_equal(load_test_split(DATASET, 1000, seed=42)[1], ys)
+    assert not np.array_equal(load_test_split(DATASET, 1000, seed=7)[1], ys)
+    assert len(load_test_split(DATASET, 0)[1]) == len(load_test_split(DATASET, 20_000)[1]) == len(y)
 
 
 def test_checkpoint_roundtrip_and_tamper_detection(tmp_path):

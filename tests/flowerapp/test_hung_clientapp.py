@@ -21,7 +21,14 @@ from flowerbed_app.runtime.handler_deadline import GRACE_SECONDS
 
 pytestmark = pytest.mark.federation
 
-SMALL = {"max-train-examples": 300, "fraction-train": 1.0, "batch-size": 32, "min-nodes": 2, "min-available-nodes": 4}
+SMALL = {
+    "max-train-examples": 300,
+    "max-test-examples": 1000,
+    "fraction-train": 1.0,
+    "batch-size": 32,
+    "min-nodes": 2,
+    "min-available-nodes": 4,
+}
 # Long enough for the healthy nodes on a loaded 2-core machine (measured: load average 20 here).
 ROUND_TIMEOUT = 60.0
 

@@ -25,7 +25,14 @@ from capture import capture_env
 pytestmark = pytest.mark.federation
 
 NODES = 4
-SMALL = {"max-train-examples": 200, "fraction-train": 1.0, "min-nodes": NODES, "min-available-nodes": NODES, "seed": 11}
+SMALL = {
+    "max-train-examples": 200,
+    "max-test-examples": 1000,
+    "fraction-train": 1.0,
+    "min-nodes": NODES,
+    "min-available-nodes": NODES,
+    "seed": 11,
+}
 SECAGG = {"secure-aggregation": "secaggplus", "secagg-num-shares": 3, "secagg-reconstruction-threshold": 2}
 
 

@@ -32,7 +32,14 @@ from flowerbed.runs.run_status import TERMINAL_STATUSES
 
 TERMINAL = TERMINAL_STATUSES  # the API tests' name for run_status's one list
 # Small runs: the machine is shared; these keep a round to a few seconds of compute.
-QUICK_RUN = {"max_train_examples": 200, "batch_size": 50, "fraction_train": 1.0, "min_nodes": 2, "min_available_nodes": 2}
+QUICK_RUN = {
+    "max_train_examples": 200,
+    "max_test_examples": 1000,
+    "batch_size": 50,
+    "fraction_train": 1.0,
+    "min_nodes": 2,
+    "min_available_nodes": 2,
+}
 
 
 class Backend(NamedTuple):

@@ -31,7 +31,13 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 TERMINAL = {"completed", "failed", "stopped"}
 # Tiny runs: a few hundred examples per client, every node in every round.
-TINY_RUN = {"max_train_examples": 200, "min_available_nodes": 3, "fraction_train": 1.0, "partitioner": "iid"}
+TINY_RUN = {
+    "max_train_examples": 200,
+    "max_test_examples": 1000,
+    "min_available_nodes": 3,
+    "fraction_train": 1.0,
+    "partitioner": "iid",
+}
 
 
 @dataclass

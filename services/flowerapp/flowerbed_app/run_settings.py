@@ -116,6 +116,16 @@ class RunSettings(DeclaredSettings):
         ge=0,
         le=10_000_000,
     )
+    max_test_examples: int = setting(
+        0,
+        "Max. test examples (server)",
+        _DATA,
+        "The server evaluates each round on a seeded sample of this many test examples, for quick runs (0: all).",
+        ge=0,
+        le=10_000_000,
+        when={"data_source": ("partitions",)},
+        advanced=True,
+    )
     batch_size: int = setting(32, "Batch size", _LOCAL, "Client mini-batch size.", ge=1, le=4096)
     learning_rate: float = setting(  # 0.05 with cosine: BENCHMARKS.md §3 (2026-11-27)
         0.05, "Learning rate", _LOCAL, "Client SGD learning rate (of round 1 with a schedule).", gt=0, le=100

@@ -116,7 +116,7 @@ def _run(grid: Grid, context: Context, settings: RunSettings, events: EventEmitt
         ancestors = [meta["model_id"], *meta.get("ancestors", [])]
 
     if survey is None:
-        x_test, y_test = load_test_split(settings.dataset)
+        x_test, y_test = load_test_split(settings.dataset, settings.max_test_examples, settings.seed)
         connected = wait_for_nodes(grid, needed, settings.node_wait_timeout, events)
 
     # No test set on the server with nodes' own data: evaluate federatedly every round.

@@ -1357,6 +1357,12 @@ export interface components {
              */
             max_train_examples: number;
             /**
+             * Max. test examples (server)
+             * @description The server evaluates each round on a seeded sample of this many test examples, for quick runs (0: all).
+             * @default 0
+             */
+            max_test_examples: number;
+            /**
              * Batch size
              * @description Client mini-batch size.
              * @default 32

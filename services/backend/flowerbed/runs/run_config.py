@@ -105,10 +105,11 @@ class Preset(BaseModel):
 PRESETS: tuple[Preset, ...] = (
     Preset(
         name="Quick check — 1 min",
-        description="Two short rounds on 300 examples per node: does the federation train at all?",
+        description="Two short rounds on 300 examples per node, 1,000 test examples: does the federation train at all?",
         config={
             "num_rounds": 2,
             "max_train_examples": 300,
+            "max_test_examples": 1000,
             "fraction_train": 1.0,
             "data_source": "partitions",
             "partitioner": "iid",

@@ -79,15 +79,21 @@ def load_partition(spec: PartitionSpec) -> Partition:
         return Partition(data["x_train"], data["y_train"], data["x_val"], data["y_val"])
 
 
-def load_test_split(source: str) -> tuple[np.ndarray, np.ndarray]:
-    """The global test split for centralized evaluation, cached like partitions."""
+def load_test_split(source: str, max_examples: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The global test split for centralized evaluation, cached like partitions; with
+    `max_examples`, a sample of that many drawn with `seed` (in the split's order), so a quick
+    run's every round is measured on the same examples."""
     key = hashlib.sha256(f"{CACHE_VERSION}:{source}".encode()).hexdigest()[:24]
     path = cache_dir() / "test" / f"{key}.npz"
     if not path.is_file():
         x, y = load_split(source, "test")
         atomic_savez(path, x=x, y=y)
     with np.load(path) as data:
-        return data["x"], data["y"]
+        x, y = data["x"], data["y"]
+    if 0 < max_examples < len(y):
+        keep = np.sort(np.random.default_rng(seed).choice(len(y), max_examples, replace=False))
+        x, y = x[keep], y[keep]
+    return x, y
 
 
 def partition_indices(labels: np.ndarray, spec: PartitionSpec) -> np.ndarray:
