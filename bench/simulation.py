@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import emit, free_port_block
-from simulation_processes import MemorySampler, our_processes, stop_everything
+from _simulation_processes import MemorySampler, our_processes, stop_everything
 
 from flowerbed.flower_control import FlowerControl, build_fab
 from flowerbed.paths import app_dir

@@ -71,7 +71,10 @@ def test_waiter_takes_whichever_slot_frees_first(tmp_path):
     try:
         for proc in (long_holder, short_holder):
             assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
-        short = json.loads(short_holder.communicate(timeout=30)[0].splitlines()[-1])
+        # Not communicate(): with a timeout it reads the pipe itself and misses what readline() has
+        # already buffered — under load both lines of the short holder arrive in one read.
+        short_holder.wait(timeout=30)
+        short = json.loads(short_holder.stdout.read().splitlines()[-1])
         with compute_slot(2, tmp_path, poll=0.01) as index:
             assert index == short["index"]
     finally:
