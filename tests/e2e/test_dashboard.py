@@ -14,59 +14,32 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import dashboard_pages as ui
 import pytest
 from backend_fixture import Backend, spawn_backend
-from chromium import CHROMIUM, CHROMIUM_ARGS
 from conftest import env_extra, free_port, free_ports
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from dashboard_pages import chromium_browser, dashboard_page  # noqa: F401 (fixtures)
+from playwright.sync_api import Page, expect
 
-from flowerbed import api_client
 from flowerbed.local import launcher
 from flowerbed.local.topology import Ports
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 # The README's screenshot is refreshed only on request, so a test run leaves the checkout clean:
 # FLOWERBED_UPDATE_README_SHOT=1 .venv/bin/python -m pytest tests/e2e/test_dashboard.py
 UPDATE_README_SHOT = os.environ.get("FLOWERBED_UPDATE_README_SHOT") == "1"
-README_SHOT = ROOT / "docs" / "dashboard.png" if UPDATE_README_SHOT else ARTIFACTS / "dashboard.png"
-RUN_TIMEOUT_MS = 240_000
-
-
-def shot(page: Page, name: str, full_page: bool = True) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=full_page)
+README_SHOT = ROOT / "docs" / "dashboard.png" if UPDATE_README_SHOT else ui.ARTIFACTS / "dashboard.png"
 
 
 def as_percent(value: float) -> str:
     """Python twin of the dashboard's `formatAccuracy`: JS `(v * 100).toFixed(2)` rounds exact ties up."""
     exact = Decimal(value * 100)  # the same binary double JS formats
     return f"{exact.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}%"
-
-
-def api(base_url: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """(status, JSON body or None) of one API request, through the CLI's client."""
-    with api_client.connect(base_url, token, timeout=30) as client:
-        response = client.request(method, path, json=body)
-    return response.status_code, response.json() if response.content else None
-
-
-def wait_for_api_status(base_url: str, token: str, run_id: str, expected: str, timeout: float = 60.0) -> dict[str, Any]:
-    """`GET /training/{id}` once it reports `expected` (the event stream may announce it a moment earlier)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status, run = api(base_url, token, "GET", f"/training/{run_id}")
-        assert status == 200, run
-        if run["status"] == expected:
-            return run
-        assert time.monotonic() < deadline, f"the API still says {run['status']!r}, not {expected!r}, after {timeout:.0f}s: {run}"
-        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -84,53 +57,6 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
         launcher.stop(federation)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: `apt-get install chromium` (make setup does it as root)"
-    dist = ROOT / "services" / "web" / "dist" / "index.html"
-    assert dist.exists(), f"the dashboard is not built ({dist} missing): run `make web`"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the dashboard: {errors}"
-
-
-def login_link(base_url: str, token: str) -> str:
-    """What `flowerbed up` prints: the dashboard with a one-time login code in the fragment."""
-    status, body = api(base_url, token, "POST", "/auth/login-codes")
-    assert status == 200, body
-    return f"{base_url}/#login={body['code']}"
-
-
-def assert_signed_in_with_a_session(page: Page) -> None:
-    """Signed in by an HttpOnly, SameSite=Strict cookie; the token is nowhere the page's scripts can read."""
-    expect(page.get_by_test_id("token-button")).to_have_text("Token ✓")
-    (cookie,) = [c for c in page.context.cookies() if c["name"] == "flowerbed_session"]
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
-    assert page.evaluate("document.cookie") == ""  # HttpOnly: invisible to scripts
-    assert page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)") == "{}{}"
-
-
-def open_dashboard(page: Page, base_url: str, token: str, route: str = "") -> None:
-    page.goto(login_link(base_url, token))
-    expect(page.get_by_test_id("nav-start")).to_be_visible()
-    assert_signed_in_with_a_session(page)
-    assert "login=" not in page.url, f"the login code stayed in the address bar: {page.url}"
-    if route:
-        page.goto(f"{base_url}/{route}")
-
-
 def fill_start_form(page: Page, rounds: int, nodes: int) -> None:
     page.get_by_test_id("nav-start").click()
     expect(page.get_by_test_id("start-form")).to_be_visible()
@@ -139,26 +65,20 @@ def fill_start_form(page: Page, rounds: int, nodes: int) -> None:
     page.get_by_test_id("field-min_available_nodes").fill(str(nodes))  # every node connected before round 1
 
 
-def submit_and_open_run(page: Page) -> str:
-    page.get_by_test_id("start-submit").click()
-    page.wait_for_url(re.compile(r"#/runs/[^/?]+$"), timeout=30_000)
-    return page.url.rsplit("/", 1)[-1]
-
-
 def test_start_run_from_the_form_and_watch_it_complete(backend: Any, page: Page) -> None:
     base_url, token, federation, _data_dir = backend
-    open_dashboard(page, base_url, token)
-    shot(page, "01-home")
+    ui.open_dashboard(page, base_url, token)
+    ui.shot(page, "01-home")
 
     fill_start_form(page, rounds=2, nodes=federation.num_nodes)
-    shot(page, "02-start-form")
-    run_id = submit_and_open_run(page)
+    ui.shot(page, "02-start-form")
+    run_id = ui.submit_and_open_run(page)
     expect(page.get_by_test_id("run-status")).to_be_visible()
-    shot(page, "03-run-started")
+    ui.shot(page, "03-run-started")
 
-    expect(page.get_by_test_id("round-row-1")).to_be_visible(timeout=RUN_TIMEOUT_MS)
-    shot(page, "04-round-1")
-    expect(page.locator("[data-testid=run-status][data-status=completed]")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(page.get_by_test_id("round-row-1")).to_be_visible(timeout=ui.RUN_TIMEOUT_MS)
+    ui.shot(page, "04-round-1")
+    expect(page.locator("[data-testid=run-status][data-status=completed]")).to_be_visible(timeout=ui.RUN_TIMEOUT_MS)
 
     # Both rounds in the chart (uPlot draws on a canvas; its host lists the plotted rounds) and in the table.
     chart = page.get_by_test_id("metrics-chart")
@@ -170,12 +90,12 @@ def test_start_run_from_the_form_and_watch_it_complete(backend: Any, page: Page)
     expect(page.get_by_test_id("run-progress")).to_have_text("2/2")
     expect(page.get_by_test_id("clients-card").get_by_test_id("client-row").first).to_be_visible()
 
-    run = wait_for_api_status(base_url, token, run_id, "completed")
+    run = ui.wait_for_api_status(base_url, token, run_id, "completed")
     assert run["accuracy"] is not None, f"a completed run without accuracy: {run}"
     expect(page.get_by_test_id("run-accuracy")).to_have_text(as_percent(run["accuracy"]))
     expect(page.get_by_test_id("live-line")).to_contain_text("Completed at", timeout=30_000)  # re-fetched from the API
     expect(page.get_by_test_id("run-accuracy")).to_have_text(as_percent(run["accuracy"]))
-    shot(page, "05-completed")
+    ui.shot(page, "05-completed")
 
     # What each node that trained holds: its partition's size and label histogram, in the API and on the page.
     described = run["node_data"]["nodes"]
@@ -197,25 +117,25 @@ def test_start_run_from_the_form_and_watch_it_complete(backend: Any, page: Page)
     row = page.locator(f"[data-testid=run-row][data-run-id='{run_id}']")
     expect(row).to_contain_text(as_percent(run["accuracy"]))
     expect(row.get_by_test_id("status-badge")).to_have_text("Completed")
-    shot(page, "06-runs")
+    ui.shot(page, "06-runs")
 
 
 def test_stop_a_run_from_the_ui(backend: Any, page: Page) -> None:
     base_url, token, federation, _data_dir = backend
-    open_dashboard(page, base_url, token)
+    ui.open_dashboard(page, base_url, token)
     fill_start_form(page, rounds=50, nodes=federation.num_nodes)
-    run_id = submit_and_open_run(page)
-    expect(page.locator("[data-testid=run-status][data-status=running]")).to_be_visible(timeout=RUN_TIMEOUT_MS)
-    shot(page, "07-running")
+    run_id = ui.submit_and_open_run(page)
+    expect(page.locator("[data-testid=run-status][data-status=running]")).to_be_visible(timeout=ui.RUN_TIMEOUT_MS)
+    ui.shot(page, "07-running")
 
     page.get_by_test_id("stop-button").click()
     expect(page.get_by_test_id("stop-modal")).to_be_visible()
-    shot(page, "08-stop-confirm", full_page=False)
+    ui.shot(page, "08-stop-confirm", full_page=False)
     page.get_by_test_id("stop-confirm").click()
-    expect(page.locator("[data-testid=run-status][data-status=stopped]")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("[data-testid=run-status][data-status=stopped]")).to_be_visible(timeout=ui.RUN_TIMEOUT_MS)
     expect(page.get_by_test_id("stop-button")).to_have_count(0)
-    shot(page, "09-stopped")
-    wait_for_api_status(base_url, token, run_id, "stopped")
+    ui.shot(page, "09-stopped")
+    ui.wait_for_api_status(base_url, token, run_id, "stopped")
 
     # History: filter by status, then overlay two runs' accuracy curves when there are two.
     page.get_by_test_id("nav-runs").click()
@@ -232,14 +152,14 @@ def test_stop_a_run_from_the_ui(backend: Any, page: Page) -> None:
         page.get_by_test_id("compare-button").click()
         expect(page.get_by_test_id("compare-chart").locator("canvas")).to_be_visible()
         expect(page.get_by_test_id("compare-chart")).to_have_attribute("data-series", "2")
-        shot(page, "10-compare")
+        ui.shot(page, "10-compare")
 
 
 def test_server_validation_message_appears_next_to_the_field(backend: Any, page: Page) -> None:
     """Without a session the 401 asks for the token (modal), the retry gets the 422, shown beside `alpha`."""
     base_url, token, _federation, _data_dir = backend
     # The server's own words for this mistake, to compare with what the form shows.
-    status, answer = api(base_url, token, "POST", "/training/start", {"alpha": -1})
+    status, answer = ui.api(base_url, token, "POST", "/training/start", {"alpha": -1})
     assert status == 422, answer
     expected = next(d["msg"] for d in answer["detail"] if d["loc"][-1] == "alpha")
 
@@ -253,11 +173,11 @@ def test_server_validation_message_appears_next_to_the_field(backend: Any, page:
     page.get_by_test_id("start-submit").click()
 
     expect(page.get_by_test_id("token-modal")).to_be_visible()
-    shot(page, "11-token-prompt", full_page=False)
+    ui.shot(page, "11-token-prompt", full_page=False)
     page.get_by_test_id("token-input").fill(token)
     page.get_by_test_id("token-save").click()
     expect(page.get_by_test_id("token-modal")).to_have_count(0)
-    assert_signed_in_with_a_session(page)  # the pasted token was traded for a session, not stored
+    ui.assert_signed_in_with_a_session(page)  # the pasted token was traded for a session, not stored
 
     error = page.get_by_test_id("error-alpha")
     expect(error).to_be_visible()
@@ -267,26 +187,26 @@ def test_server_validation_message_appears_next_to_the_field(backend: Any, page:
     expect(page.locator("[data-field=alpha]").get_by_test_id("error-alpha")).to_have_count(1)
     expect(page.get_by_test_id("form-errors")).to_contain_text(expected)
     assert "#/start" in page.url  # no run was started
-    shot(page, "12-validation", full_page=False)
+    ui.shot(page, "12-validation", full_page=False)
 
 
 def test_nodes_view_lists_the_federation(backend: Any, page: Page) -> None:
     base_url, token, federation, _data_dir = backend
-    open_dashboard(page, base_url, token, "#/nodes")
+    ui.open_dashboard(page, base_url, token, "#/nodes")
     expect(page.get_by_test_id("nodes-table")).to_be_visible()
     # Refreshed every 5 s: every SuperNode of the federation shows up online without a reload.
     online = "document.querySelectorAll('[data-testid=node-row] [data-status=online]').length"
     page.wait_for_function(f"{online} >= {federation.num_nodes}", polling=500, timeout=60_000)
     expect(page.get_by_test_id("nodes-summary")).to_contain_text("online")
-    shot(page, "13-nodes")
+    ui.shot(page, "13-nodes")
 
 
 def test_every_training_option_is_in_the_form_and_the_run_view_shows_them(backend: Any, page: Page) -> None:
     """Issue 6: strategy, selection, DP and compression from the form to the run view; bad combinations rejected."""
     base_url, token, federation, _data_dir = backend
-    status, schema = api(base_url, token, "GET", "/training/schema")
+    status, schema = ui.api(base_url, token, "GET", "/training/schema")
     assert status == 200
-    open_dashboard(page, base_url, token)
+    ui.open_dashboard(page, base_url, token)
     fill_start_form(page, rounds=2, nodes=federation.num_nodes)
     for name in schema["properties"]:  # every API field, read from the live schema: the two cannot drift
         expect(page.get_by_test_id(f"field-{name}")).to_have_count(1)
@@ -301,7 +221,7 @@ def test_every_training_option_is_in_the_form_and_the_run_view_shows_them(backen
     page.get_by_test_id("start-submit").click()
     expect(page.locator("[data-field=compression]").get_by_test_id("error-compression")).to_contain_text("cannot be combined")
     assert "#/start" in page.url
-    shot(page, "14-invalid-combination", full_page=False)
+    ui.shot(page, "14-invalid-combination", full_page=False)
 
     page.get_by_test_id("field-compression").select_option("none")
     page.get_by_test_id("field-dp").select_option("central")
@@ -311,9 +231,9 @@ def test_every_training_option_is_in_the_form_and_the_run_view_shows_them(backen
     page.get_by_test_id("field-dp_clipping_norm").fill("0.1")
     page.get_by_test_id("field-strategy").select_option("fedavgm")
     page.get_by_test_id("field-selection").select_option("performance")
-    run_id = submit_and_open_run(page)
-    expect(page.locator("[data-testid=run-status][data-status=completed]")).to_be_visible(timeout=RUN_TIMEOUT_MS)
-    run = wait_for_api_status(base_url, token, run_id, "completed")
+    run_id = ui.submit_and_open_run(page)
+    expect(page.locator("[data-testid=run-status][data-status=completed]")).to_be_visible(timeout=ui.RUN_TIMEOUT_MS)
+    run = ui.wait_for_api_status(base_url, token, run_id, "completed")
     assert (run["config"]["strategy"], run["config"]["dp"], run["config"]["selection"]) == ("fedavgm", "central", "performance")
     for stored in run["rounds"]:
         row = page.get_by_test_id(f"round-row-{stored['round']}")
@@ -327,4 +247,4 @@ def test_every_training_option_is_in_the_form_and_the_run_view_shows_them(backen
     expect(page.locator(".chip", has_text="fedavgm")).to_have_count(1)
     for value in ("central", "performance", "fedavgm"):  # the whole configuration is listed
         expect(page.get_by_test_id("config-card")).to_contain_text(value)
-    shot(page, "15-algorithm-run")
+    ui.shot(page, "15-algorithm-run")

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from backend_fixture import traced_backend, wait_for
+from dashboard_pages import ARTIFACTS, api, chromium_browser, open_dashboard  # noqa: F401 (fixtures)
 from playwright.sync_api import Browser, Page, expect
-from test_dashboard import ARTIFACTS, api, browser, open_dashboard  # noqa: F401 (fixtures)
 
 WIDTHS = {1280: 800, 390: 844}
 
@@ -61,7 +61,7 @@ def test_every_view_fits_at_desktop_and_phone_width_with_nothing_covered(
     start_federation: Any,
     backend_factory: Any,
     tmp_path: Any,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ) -> None:
     backend = traced_backend(start_federation, backend_factory, tmp_path / "backend")
     base, token = backend.base_url, backend.token

@@ -11,9 +11,9 @@ import io
 import numpy as np
 import pytest
 from backend_fixture import Backend
+from dashboard_pages import ARTIFACTS, chromium_browser, dashboard_page, open_dashboard  # noqa: F401 (fixtures)
 from model_fixture import TrainedCheckpoint, png_of
 from playwright.sync_api import Page, expect
-from test_dashboard import ARTIFACTS, browser, open_dashboard, page  # noqa: F401 (fixtures)
 
 from flowerbed_app.task.fashion_mnist import CLASS_NAMES, DEFAULT_DIR, load_split
 from flowerbed_app.task.training import to_tensor
@@ -25,7 +25,7 @@ TROUSER = CLASS_NAMES.index("Trouser")
 def test_try_it_ranks_a_known_image_first_and_shows_the_servers_reason_for_a_bad_one(
     backend: Backend,
     trained_cnn: TrainedCheckpoint,
-    page: Page,  # noqa: F811
+    page: Page,
 ) -> None:
     import torch
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from backend_fixture import QUICK_RUN, BackendProcess, spawn_backend
+from dashboard_pages import RUN_TIMEOUT_MS, api, assert_signed_in_with_a_session, chromium_browser, login_link, shot  # noqa: F401
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from test_dashboard import RUN_TIMEOUT_MS, api, assert_signed_in_with_a_session, browser, login_link, shot  # noqa: F401
 
 from flowerbed.local import launcher
 
@@ -48,7 +48,7 @@ class Recorder:
 
 
 @pytest.fixture
-def recorded(browser: Browser) -> Iterator[tuple[Page, Recorder]]:  # noqa: F811
+def recorded(browser: Browser) -> Iterator[tuple[Page, Recorder]]:
     context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     recorder = Recorder(context)
     page = context.new_page()

@@ -12,15 +12,16 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+import dashboard_pages
 import pytest
 import test_dashboard as dashboard
+from dashboard_pages import RUN_TIMEOUT_MS, api, open_dashboard, shot, submit_and_open_run, wait_for_api_status
 from playwright.sync_api import Page, expect
-from test_dashboard import RUN_TIMEOUT_MS, api, open_dashboard, shot, submit_and_open_run, wait_for_api_status
 
 # The dashboard module's fixtures: its 3-node federation and backend, the browser and a page per test.
 backend = dashboard.backend
-browser = dashboard.browser
-page = dashboard.page
+browser = dashboard_pages.chromium_browser
+page = dashboard_pages.dashboard_page
 
 
 def _schema(base_url: str, token: str) -> dict[str, Any]:

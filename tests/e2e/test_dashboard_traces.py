@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from backend_fixture import traced_backend, wait_for
+from dashboard_pages import ARTIFACTS, api, chromium_browser, dashboard_page, open_dashboard  # noqa: F401 (fixtures)
 from playwright.sync_api import Browser, Page, expect
-from test_dashboard import ARTIFACTS, api, browser, open_dashboard, page  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.federation
 EXAMPLES = 200
@@ -32,7 +32,7 @@ def rows_named(view: Page, name: str):
     return view.locator(f"[data-testid=span-row][data-name='{name}']")
 
 
-def test_run_view_links_to_the_trace_waterfall(start_federation, backend_factory, tmp_path, page: Page, browser: Browser) -> None:  # noqa: F811
+def test_run_view_links_to_the_trace_waterfall(start_federation, backend_factory, tmp_path, page: Page, browser: Browser) -> None:
     backend = traced_backend(start_federation, backend_factory, tmp_path / "backend")
     base, token = backend.base_url, backend.token
     body = {"num_rounds": 1, "max_train_examples": EXAMPLES, "min_nodes": 2, "min_available_nodes": 2, "fraction_train": 1.0}

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 from backend_fixture import TERMINAL, Backend, spawn_backend, start_run, wait_for
 from conftest import free_port, running_federation
+from dashboard_pages import ARTIFACTS, chromium_browser, dashboard_page, open_dashboard  # noqa: F401 (fixtures)
 from playwright.sync_api import Page, expect
-from test_dashboard import ARTIFACTS, browser, open_dashboard, page  # noqa: F401 (fixtures)
 
 from flowerbed.demo_data import write_breast_cancer
 from flowerbed_app.runtime import checkpoints
@@ -252,7 +252,7 @@ def test_an_image_to_a_table_model_and_a_row_to_an_image_model_say_why(tabular_r
     assert huge.status_code == 413 and "FLOWERBED_MAX_PREDICT_BODY_BYTES" in huge.json()["detail"]
 
 
-def test_try_it_offers_a_row_form_for_a_table_model(tabular_run: TabularRun, page: Page) -> None:  # noqa: F811
+def test_try_it_offers_a_row_form_for_a_table_model(tabular_run: TabularRun, page: Page) -> None:
     columns = tabular_run.meta["input"]["feature_columns"]
     malignant = tabular_run.rows[tabular_run.rows["label"] == "malignant"]
     expected = _expected_probabilities(tabular_run, malignant.iloc[:1])[0]
@@ -285,7 +285,7 @@ def test_try_it_offers_a_row_form_for_a_table_model(tabular_run: TabularRun, pag
     expect(ranked).to_have_count(0)
 
 
-def test_the_run_page_shows_the_mlflow_warning_the_api_reports(tabular_run: TabularRun, page: Page) -> None:  # noqa: F811
+def test_the_run_page_shows_the_mlflow_warning_the_api_reports(tabular_run: TabularRun, page: Page) -> None:
     with tabular_run.backend.client() as client:
         detail = wait_for(
             lambda: (d := client.get(f"/training/{tabular_run.run_id}").json())["mlflow"]["warning"] and d,

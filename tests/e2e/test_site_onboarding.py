@@ -27,8 +27,8 @@ import pytest
 from backend_fixture import BackendProcess, spawn_backend, stop_group, wait_for
 from chromium import CHROMIUM, CHROMIUM_ARGS
 from conftest import free_port
+from dashboard_pages import open_dashboard
 from playwright.sync_api import Browser, expect, sync_playwright
-from test_dashboard import open_dashboard
 
 from flowerbed import site_setup
 from flowerbed.flower_control import FlowerControl
