@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,14 +55,20 @@ def run_training(
     return outcome
 
 
-def node_ids(federation: Federation) -> dict[int, int]:
-    """Partition id → Flower node id of each SuperNode (from its log; supernode-<i+1> serves partition i)."""
+def node_ids(federation: Federation, timeout: float = 30.0) -> dict[int, int]:
+    """Partition id → Flower node id of each SuperNode (from its log; supernode-<i+1> serves partition i).
+
+    The federation is ready once the SuperLink lists every node, which can be a moment before a SuperNode
+    has flushed the line with its id: each log is polled until the line is there or `timeout` passes."""
     ids = {}
+    deadline = time.monotonic() + timeout
     for process in federation.processes:
-        if process.role == "supernode":
-            match = re.search(r"SuperNode ID: (\d+)", Path(process.log).read_text())
-            assert match, f"no node id in {process.log}"
-            ids[int(process.name.rsplit("-", 1)[1]) - 1] = int(match.group(1))
+        if process.role != "supernode":
+            continue
+        while not (match := re.search(r"SuperNode ID: (\d+)", Path(process.log).read_text())):
+            assert time.monotonic() < deadline, f"no node id in {process.log} after {timeout:.0f} s"
+            time.sleep(0.1)
+        ids[int(process.name.rsplit("-", 1)[1]) - 1] = int(match.group(1))
     return ids
 
 
