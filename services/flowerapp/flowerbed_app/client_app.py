@@ -123,9 +123,6 @@ def _train(
     config = msg.content["config"]
     partition_id, part = client_inputs.partition(settings, context, config)
     model = client_inputs.global_model(settings, msg)
-    x_val, y_val = client_inputs.capped(settings, part.x_val, part.y_val)
-    val_loss, val_accuracy = evaluate(model, x_val, y_val)
-
     x, y = client_inputs.capped(settings, part.x_train, part.y_train)
     span.set_attribute("fl.num_examples", len(y))
     tracing = telemetry.enabled()
@@ -143,6 +140,11 @@ def _train(
         step_scope=step_scope(settings.trace_step_every) if tracing else None,
         dp=dp,
     )
+    # The global model as received is validated after training, on a model of its own: the
+    # same figures, and the first batch does not wait for them (validation was about half
+    # of a warm task's start, BENCHMARKS.md "Warm ClientApps").
+    x_val, y_val = client_inputs.capped(settings, part.x_val, part.y_val)
+    val_loss, val_accuracy = evaluate(client_inputs.global_model(settings, msg), x_val, y_val)
     metrics = contract.metric_record(
         contract.TRAIN_METRICS,
         {
