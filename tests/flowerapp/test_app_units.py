@@ -118,13 +118,22 @@ def test_dirichlet_partitions_are_label_skewed():
 def test_partition_cache_is_reused_and_holds_a_validation_split(tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWERBED_CACHE_DIR", str(tmp_path))
     first = load_partition(_spec("iid", 1, 3))
-    files = list((tmp_path / "partitions").glob("*.npz"))
-    assert len(files) == 1
-    mtime = files[0].stat().st_mtime_ns
+    entries = list((tmp_path / "partitions").iterdir())
+    assert len(entries) == 1 and sorted(p.name for p in entries[0].iterdir()) == [
+        "x_train.npy",
+        "x_val.npy",
+        "y_train.npy",
+        "y_val.npy",
+    ]  # no temporary directory left behind
+    mtime = (entries[0] / "x_train.npy").stat().st_mtime_ns
     second = load_partition(_spec("iid", 1, 3))
-    assert files[0].stat().st_mtime_ns == mtime
+    assert (entries[0] / "x_train.npy").stat().st_mtime_ns == mtime
     assert np.array_equal(first.y_train, second.y_train)
     assert len(first.y_val) == 2000 and len(first.y_train) == 18_000
+    # mapped copy-on-write: a process may change its arrays, never the cache
+    assert first.x_train[0].any()
+    first.x_train[0] = 0
+    assert load_partition(_spec("iid", 1, 3)).x_train[0].any() and second.x_train[0].any()
 
 
 def test_a_test_split_sample_is_seeded_ordered_and_drawn_from_the_whole_split():
@@ -282,3 +291,34 @@ def test_weight_decay_reaches_the_clients_optimizer():
         train(model, images, labels, learning_rate=0.1, momentum=0.0, weight_decay=decay, epochs=2, batch_size=16, seed=1)
         norms.append(float(model[1].weight.norm()))
     assert norms[1] < 0.9 * norms[0], norms
+
+
+def test_a_train_reply_validates_the_model_as_received_not_as_trained(tmp_path, monkeypatch):
+    """The ClientApp validates after training (so its first batch starts sooner): the
+    figures must still be those of the global model it received."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from flowerbed_app import client_app
+    from flowerbed_app.task.client_inputs import capped
+    from flowerbed_app.task.training import evaluate
+
+    monkeypatch.setenv("FLOWERBED_CACHE_DIR", str(tmp_path))
+    for field, value in {"run_id": 1, "node_id": 7, "task_id": 1}.items():  # what Flower's runtime sets in a ClientApp
+        monkeypatch.setattr(TaskIdentity, f"_{field}", value)
+    settings = RunSettings.from_run_config({"dataset": DATASET, "max-train-examples": 256, "learning-rate": 0.1})
+    received = create_model(settings.model)
+    content = RecordDict({"arrays": ArrayRecord(received.state_dict()), "config": ConfigRecord({"server-round": 1})})
+    message = Message(content=content, dst_node_id=7, message_type="train")
+    node = {"partition-id": 1, "num-partitions": 3}
+    context = Context(run_id=1, node_id=7, node_config=node, state=RecordDict(), run_config=settings.to_run_config())
+
+    reply = client_app.app(message, context)
+
+    metrics = reply.content["metrics"]
+    part = load_partition(PartitionSpec.of(settings, 1, 3))
+    x_val, y_val = capped(settings, part.x_val, part.y_val)
+    assert (metrics["val-loss"], metrics["val-accuracy"]) == pytest.approx(evaluate(received, x_val, y_val))
+    trained = create_model(settings.model)
+    trained.load_state_dict(reply.content["arrays"].to_torch_state_dict())
+    assert evaluate(trained, x_val, y_val)[0] != pytest.approx(metrics["val-loss"])  # training moved the model
