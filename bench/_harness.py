@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -90,6 +92,40 @@ def backend(data_dir: Path, token: str, ready_timeout: float = 60.0) -> Iterator
         yield base
     finally:
         process_groups.stop_groups([server.pid], grace=30)
+
+
+class LogTail:
+    """Lines matching `pattern`, as processes write them to their logs, stamped with the time
+    they were seen. Flower logs without timestamps; a line read within `interval` of its
+    write dates an event in another process to ~10 ms (Python's logging flushes each record).
+    Read by a thread of its own while a run goes on: `with LogTail(paths, pattern) as tail:`."""
+
+    def __init__(self, paths: dict[str, Path], pattern: str, interval: float = 0.005) -> None:
+        self.paths, self.pattern, self.interval = paths, re.compile(pattern), interval
+        self.seen: dict[str, list[tuple[float, str]]] = {name: [] for name in paths}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> LogTail:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _follow(self) -> None:
+        offsets, partial = dict.fromkeys(self.paths, 0), dict.fromkeys(self.paths, "")
+        while not self._stop.wait(self.interval):
+            for name, path in self.paths.items():
+                chunk = b""
+                with contextlib.suppress(FileNotFoundError), path.open("rb") as log:
+                    log.seek(offsets[name])
+                    chunk = log.read()
+                now = time.time()
+                offsets[name] += len(chunk)
+                *lines, partial[name] = (partial[name] + chunk.decode(errors="replace")).split("\n")
+                self.seen[name] += [(now, line) for line in lines if self.pattern.search(line)]
 
 
 def run(fed: launcher.Federation, app: Path, config: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:

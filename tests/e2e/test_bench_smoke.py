@@ -196,7 +196,9 @@ def test_idle_cost_smoke(bench: Callable[[str], dict[str, Any]]) -> None:
 def test_first_batch_smoke(bench: Callable[[str], dict[str, Any]]) -> None:
     result = bench("first_batch")
     for executor in ("warm", "new"):
-        assert result[executor]["samples"] == 1 and result[executor]["to_first_batch"]["median"] > 0
+        measured = result[executor]
+        assert measured["samples"] == 1 and measured["created_to_received_median"] > 0
+        assert 0 < measured["received_to_first_batch"]["median"] < measured["to_first_batch"]["median"]
 
 
 def test_fedavg_in_process_smoke(bench: Callable[[str], dict[str, Any]]) -> None:
