@@ -65,7 +65,7 @@ def measure(nodes: int, rounds: int, examples: int, warm: bool) -> dict[str, obj
         with LogTail(logs, RECEIPT_LINES) as tail:
             events, _, status = run(fed, app_dir(), ours_config(fed, **{**config, "min-available-nodes": nodes}))
     assert status == "finished:completed", (status, events[-1:])
-    received = {name: receipts(lines) for name, lines in tail.seen.items()}
+    by_node = {name: receipts(lines) for name, lines in tail.seen.items()}
     # Client times are seconds since their round started; its wall clock: `round_started`'s
     # time less the offset at which the round's messages were made (`train_sent`).
     sent_at = {e["round"]: e["ts"] for e in events if e["event"] == "round_started"}
@@ -75,7 +75,7 @@ def measure(nodes: int, rounds: int, examples: int, warm: bool) -> dict[str, obj
             continue
         started = sent_at[event["round"]] - event["timeline"]["train_sent"]
         for client in event["clients"]:
-            node_receipts = received[f"supernode-{client['partition_id'] + 1}"]  # supernode-<i+1> serves partition i
+            node_receipts = by_node[f"supernode-{client['partition_id'] + 1}"]  # supernode-<i+1> serves partition i
             pulling, received = node_receipts[event["round"] - 1]
             clients.append({**client, "t_pulling": pulling - started, "t_received": received - started})
     assert clients and all("t_sent" in c for c in clients), "replies carry no message time"

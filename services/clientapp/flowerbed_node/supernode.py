@@ -23,8 +23,11 @@ Its waits are Flower's fixed sleeps made to follow the work:
   between looks at its own in-memory state. Here those waits end as soon as the
   state changes (a message or object stored), so a reply leaves the node at once.
 - Pulling a message's objects from the SuperLink: when the message comes before its
-  objects are all there, Flower waits 1 s before asking again; here 50 ms (doubling to
-  the same 10 s cap, same number of tries).
+  objects are all there (the ServerApp pushes a message, then its objects), Flower waits
+  1 s before asking again, doubling up to 10 s. Here 50 ms, doubling up to 0.25 s: the
+  doubling from 50 ms alone (50, 100, 200, 400 ms) made a node receive a round's model
+  ~0.9 s after it began to pull it, mostly asleep (bench/first_batch.py). The node's
+  patience stays Flower's order of magnitude: no cap on tries, Flower's 2 h `max_time`.
 - Its executor asking for a task (`AcquireTask` on the Runtime API): answered as soon
   as a task exists, held up to `TASK_HOLD_SECONDS` otherwise, instead of "nothing"
   at once: the executor needs no fast polling to start a ClientApp without delay.
@@ -66,6 +69,7 @@ IDLE_POLL_ENV = "FLOWERBED_SUPERNODE_IDLE_POLL_SECONDS"
 DEFAULT_POLL, DEFAULT_IDLE_POLL = 0.5, 3.0
 TASK_HOLD_SECONDS = 5.0
 OBJECT_PULL_BACKOFF_SECONDS = 0.05
+OBJECT_PULL_BACKOFF_CAP_SECONDS = 0.25
 # Flower's loop functions whose sleeps wait on this node's own state, not on the network.
 _LOCAL_WAITS = ("_push_messages", "yield_object_contents")
 
@@ -196,7 +200,9 @@ def check_flower() -> None:
         raise _refuse("its waits are no longer time.sleep in start_client_internal / _push_messages")
     if list(inspect.signature(runtime_handlers.acquire_task).parameters) != ["request", "state"]:
         raise _refuse(f"runtime_handlers.acquire_task{inspect.signature(runtime_handlers.acquire_task)}")
-    if "initial_backoff" not in inspect.signature(flower_loop.pull_objects).parameters:
+    if not {"initial_backoff", "backoff_cap", "max_tries_per_object", "max_time"} <= set(
+        inspect.signature(flower_loop.pull_objects).parameters
+    ):
         raise _refuse(f"pull_objects{inspect.signature(flower_loop.pull_objects)}")
     for method in ("create_task", "store_message", "store_object"):
         if not callable(getattr(InMemoryNodeState, method, None)):
@@ -211,7 +217,12 @@ def install(pacer: Pacer | None = None, hold: float = TASK_HOLD_SECONDS) -> Stat
     pacer = pacer or Pacer(DEFAULT_POLL, DEFAULT_IDLE_POLL)
     changes = StateChanges()
     flower_loop.time = _NodeTime(pacer, changes)
-    flower_loop.pull_objects = functools.partial(flower_loop.pull_objects, initial_backoff=OBJECT_PULL_BACKOFF_SECONDS)
+    flower_loop.pull_objects = functools.partial(
+        flower_loop.pull_objects,
+        initial_backoff=OBJECT_PULL_BACKOFF_SECONDS,
+        backoff_cap=OBJECT_PULL_BACKOFF_CAP_SECONDS,
+        max_tries_per_object=None,
+    )
     flower_loop._pull_and_store_message = _patched_pull(flower_loop._pull_and_store_message, pacer.mark_busy, changes)
     for method in ("create_task", "store_message", "store_object"):
         setattr(InMemoryNodeState, method, _notifying(getattr(InMemoryNodeState, method), changes))
