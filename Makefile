@@ -89,18 +89,22 @@ run: setup
 	$(VENV)/bin/flowerbed up --nodes 3
 
 # The dashboard's lint and unit tests (vitest, no browser) first: seconds, before the federations.
-# Then two pytest sessions side by side: the tests marked `containers` (compose stacks on the Docker
-# engine: mostly waiting on containers) or `bench_smoke` (benchmark scripts at tiny size: the two
-# sessions then take about as long), and all the others; the second session's output is printed
-# once both are done, and either failing fails `make test`. `pytest` alone runs them all in turn.
-# Each session's per-test times land in test-artifacts/junit-*.xml (where CI time goes).
+# Then two pytest sessions side by side: the tests selected by ALONGSIDE_TESTS — marked `containers`
+# (compose stacks on the Docker engine: mostly waiting on containers), `bench_smoke` (benchmark
+# scripts at tiny size) or `alongside` (self-contained modules with their own federations, moved
+# there so the two sessions take about as long) — and all the others (`not (...)` of the same
+# expression, so each test is in exactly one: tests/test_sessions.py checks it); the second
+# session's output is printed once both are done, and either failing fails `make test`. `pytest`
+# alone runs them all in turn. Each session's per-test times land in test-artifacts/junit-*.xml
+# (where CI time goes: move a module with `pytestmark = pytest.mark.alongside` to rebalance).
+ALONGSIDE_TESTS := containers or bench_smoke or alongside
 test: setup
 	cd $(WEB) && npm run --silent lint && npm run --silent test
 	@log=$$(mktemp); \
-	$(PY) -m pytest -m "containers or bench_smoke" -p no:cacheprovider --junitxml=test-artifacts/junit-alongside.xml > $$log 2>&1 & alongside=$$!; \
-	$(PY) -m pytest -m "not containers and not bench_smoke" --junitxml=test-artifacts/junit-others.xml; others=$$?; \
+	$(PY) -m pytest -m "$(ALONGSIDE_TESTS)" -p no:cacheprovider --junitxml=test-artifacts/junit-alongside.xml > $$log 2>&1 & alongside=$$!; \
+	$(PY) -m pytest -m "not ($(ALONGSIDE_TESTS))" --junitxml=test-artifacts/junit-others.xml; others=$$?; \
 	wait $$alongside; with_alongside=$$?; \
-	echo; echo "==================== tests with containers and bench smokes (run alongside) ===================="; \
+	echo; echo "==================== tests with containers, bench smokes and the modules marked alongside (run alongside) ===================="; \
 	cat $$log; rm -f $$log; \
 	echo "make test: main session exited $$others, the session alongside $$with_alongside"; \
 	test $$others -eq 0 && test $$with_alongside -eq 0

@@ -23,6 +23,9 @@ from test_algorithms_federation import SMALL, _completed, _final_weights
 
 from flowerbed.local import launcher
 
+# `make test` runs this module in the session beside the others (its own federations on free ports and tmp dirs).
+pytestmark = pytest.mark.alongside
+
 FAULT_APP = Path(__file__).resolve().parents[1] / "support" / "fault_app"
 WARM = {"FLOWERBED_SUPEREXEC_WARM": "1"}  # the default (flowerbed_node.exec_loop.DEFAULT_WARM), said explicitly
 WARM_FAULT_APP = {**WARM, "FLOWERBED_CLIENTAPP": "fault_app.client_app:app", "PYTHONPATH": str(FAULT_APP)}

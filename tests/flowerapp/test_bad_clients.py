@@ -16,7 +16,8 @@ from federation_runs import node_ids, run_training
 
 from flowerbed_app.runtime import checkpoints
 
-pytestmark = pytest.mark.federation
+# `make test` runs this module in the session beside the others (its own federations on free ports and tmp dirs).
+pytestmark = [pytest.mark.federation, pytest.mark.alongside]
 
 SMALL = {"max-train-examples": 300, "max-test-examples": 1000, "fraction-train": 1.0, "batch-size": 32}
 

@@ -19,7 +19,8 @@ from process_census import alive
 
 from flowerbed_app.runtime.handler_deadline import GRACE_SECONDS
 
-pytestmark = pytest.mark.federation
+# `make test` runs this module in the session beside the others (its own federations on free ports and tmp dirs).
+pytestmark = [pytest.mark.federation, pytest.mark.alongside]
 
 SMALL = {
     "max-train-examples": 300,
