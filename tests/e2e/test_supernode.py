@@ -159,10 +159,11 @@ def test_the_runtime_api_holds_a_task_request_until_a_task_exists() -> None:
     assert not acquire(None, None).HasField("task") and time.monotonic() - started < 1.0  # shutdown releases waiters
 
 
-def test_object_pulls_back_off_from_50_ms_on_the_node_and_in_the_serverapp() -> None:
+def test_object_pulls_back_off_from_50_ms_to_a_quarter_second_on_the_node_and_in_the_serverapp() -> None:
     """A message that arrives before its objects costs Flower a 1 s first back-off (seen: half
-    the rounds of a 1-node federation 1 s longer). Both pullers of ours start at 50 ms; the
-    waits asked for are recorded, not timed. In a subprocess: the patches are process-wide."""
+    the rounds of a 1-node federation 1 s longer), doubling to 10 s. Both pullers of ours start
+    at 50 ms and double up to 0.25 s; the waits asked for are recorded, not timed. In a
+    subprocess: the patches are process-wide."""
     code = """
 import json, sys, threading
 from flwr.superlink.grid import http_grid
@@ -185,7 +186,7 @@ for pull in (node_loop.pull_objects, http_grid.pull_objects):
     calls = []
     def pull_object(object_id):
         calls.append(object_id)
-        if len(calls) < 3:
+        if len(calls) < 8:
             raise ObjectUnavailableError(object_id)
         return b"content"
     assert pull(["object"], pull_object) == {"object": b"content"}
@@ -194,5 +195,7 @@ print(json.dumps(waits))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     waits = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(waits) == 4, waits  # two retries per puller
-    assert all(wait <= 0.05 * 2 * 1.2 for wait in waits), waits  # 50 ms, doubling, ±20 % jitter
+    assert len(waits) == 14, waits  # seven retries per puller
+    for puller in (waits[:7], waits[7:]):  # 50 ms, doubling to 250 ms, ±20 % jitter
+        assert puller[0] <= 0.05 * 1.2 and puller[1] >= 0.1 * 0.8, puller
+        assert all(0.25 * 0.8 <= wait <= 0.25 * 1.2 for wait in puller[3:]), puller
