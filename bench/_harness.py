@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -94,19 +94,18 @@ def backend(data_dir: Path, token: str, ready_timeout: float = 60.0) -> Iterator
         process_groups.stop_groups([server.pid], grace=30)
 
 
-class LogTail:
-    """Lines matching `pattern`, as processes write them to their logs, stamped with the time
-    they were seen. Flower logs without timestamps; a line read within `interval` of its
-    write dates an event in another process to ~10 ms (Python's logging flushes each record).
-    Read by a thread of its own while a run goes on: `with LogTail(paths, pattern) as tail:`."""
+class Sampler:
+    """Calls `sample()` every `interval` s on a thread of its own while a `with` block runs:
+    what a benchmark watches beside the work it measures."""
 
-    def __init__(self, paths: dict[str, Path], pattern: str, interval: float = 0.005) -> None:
-        self.paths, self.pattern, self.interval = paths, re.compile(pattern), interval
-        self.seen: dict[str, list[tuple[float, str]]] = {name: [] for name in paths}
+    interval = 1.0
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, daemon=True)
-
-    def __enter__(self) -> LogTail:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
 
@@ -114,18 +113,32 @@ class LogTail:
         self._stop.set()
         self._thread.join()
 
-    def _follow(self) -> None:
-        offsets, partial = dict.fromkeys(self.paths, 0), dict.fromkeys(self.paths, "")
+    def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            for name, path in self.paths.items():
-                chunk = b""
-                with contextlib.suppress(FileNotFoundError), path.open("rb") as log:
-                    log.seek(offsets[name])
-                    chunk = log.read()
-                now = time.time()
-                offsets[name] += len(chunk)
-                *lines, partial[name] = (partial[name] + chunk.decode(errors="replace")).split("\n")
-                self.seen[name] += [(now, line) for line in lines if self.pattern.search(line)]
+            self.sample()
+
+
+class LogTail(Sampler):
+    """Lines matching `pattern`, as processes write them to their logs, stamped with the time
+    they were seen. Flower logs without timestamps; a line read within `interval` of its
+    write dates an event in another process to ~10 ms (Python's logging flushes each record).
+    `with LogTail(paths, pattern) as tail:` around the run."""
+
+    def __init__(self, paths: dict[str, Path], pattern: str, interval: float = 0.005) -> None:
+        self.paths, self.pattern, self.interval = paths, re.compile(pattern), interval
+        self.seen: dict[str, list[tuple[float, str]]] = {name: [] for name in paths}
+        self._offsets, self._partial = dict.fromkeys(paths, 0), dict.fromkeys(paths, "")
+
+    def sample(self) -> None:
+        for name, path in self.paths.items():
+            chunk = b""
+            with contextlib.suppress(FileNotFoundError), path.open("rb") as log:
+                log.seek(self._offsets[name])
+                chunk = log.read()
+            now = time.time()
+            self._offsets[name] += len(chunk)
+            *lines, self._partial[name] = (self._partial[name] + chunk.decode(errors="replace")).split("\n")
+            self.seen[name] += [(now, line) for line in lines if self.pattern.search(line)]
 
 
 def run(fed: launcher.Federation, app: Path, config: dict[str, Any]) -> tuple[list[dict[str, Any]], str, str]:

@@ -7,13 +7,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _harness import cpu_seconds, memory
+from _harness import Sampler, cpu_seconds, memory
 
 MIB = 1024 * 1024
 
@@ -75,7 +74,7 @@ def role_of(cmdline: str) -> str:
 
 
 @dataclass
-class MemorySampler:
+class MemorySampler(Sampler):
     """Samples every process of the simulation once a second; keeps the peak total PSS
     (and each role's RSS at that moment), the most ClientApp actors seen at once and the
     CPU time each process had used at its last sample."""
@@ -86,8 +85,6 @@ class MemorySampler:
     peak_by_role: dict[str, dict[str, float]] = field(default_factory=dict)
     max_actors: int = 0
     cpu: dict[int, tuple[str, float]] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
     def sample(self) -> None:
         by_role: dict[str, list[int]] = {}
@@ -114,20 +111,6 @@ class MemorySampler:
         for role, seconds in self.cpu.values():
             totals[role] = totals.get(role, 0.0) + seconds
         return {role: round(seconds, 1) for role, seconds in sorted(totals.items())}
-
-    def _loop(self) -> None:
-        while not self._stop.wait(1.0):
-            self.sample()
-
-    def __enter__(self) -> MemorySampler:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
 
 
 def _signal_all(pids: Iterator[int] | list[int], sig: int) -> None:

@@ -57,6 +57,11 @@ def medians(clients: list[dict[str, float]], start: str) -> dict[str, float]:
     return {phase: round(statistics.median(c[phase] - c[start] for c in clients), 3) for phase in PHASES}
 
 
+def spread(clients: list[dict[str, float]], start: str, end: str = "t_first_step") -> dict[str, float]:
+    seconds = [c[end] - c[start] for c in clients]
+    return {"median": round(statistics.median(seconds), 3), "max": round(max(seconds), 3)}
+
+
 def measure(nodes: int, rounds: int, examples: int, warm: bool) -> dict[str, object]:
     env = {"FLOWERBED_COMPUTE_SLOTS": str(max(nodes, 1)), "FLOWERBED_SUPEREXEC_WARM": "1" if warm else "0"}
     config = {"num-server-rounds": rounds, "max-train-examples": examples, "fraction-train": 1.0, "min-nodes": nodes}
@@ -79,16 +84,12 @@ def measure(nodes: int, rounds: int, examples: int, warm: bool) -> dict[str, obj
             pulling, received = node_receipts[event["round"] - 1]
             clients.append({**client, "t_pulling": pulling - started, "t_received": received - started})
     assert clients and all("t_sent" in c for c in clients), "replies carry no message time"
-    from_received = [c["t_first_step"] - c["t_received"] for c in clients]
     return {
         "samples": len(clients),
-        "received_to_first_batch": {"median": round(statistics.median(from_received), 3), "max": round(max(from_received), 3)},
-        "to_first_batch": {  # from created, as before
-            "median": round(statistics.median(c["t_first_step"] - c["t_sent"] for c in clients), 3),
-            "max": round(max(c["t_first_step"] - c["t_sent"] for c in clients), 3),
-        },
-        "created_to_received_median": round(statistics.median(c["t_received"] - c["t_sent"] for c in clients), 3),
-        "created_to_pull_started_median": round(statistics.median(c["t_pulling"] - c["t_sent"] for c in clients), 3),
+        "received_to_first_batch": spread(clients, "t_received"),
+        "to_first_batch": spread(clients, "t_sent"),  # from created, as before
+        "created_to_received_median": spread(clients, "t_sent", "t_received")["median"],
+        "created_to_pull_started_median": spread(clients, "t_sent", "t_pulling")["median"],
         "phases_after_received_median": medians(clients, "t_received"),
         "phases_after_created_median": medians(clients, "t_sent"),
     }

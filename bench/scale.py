@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import threading
 import time
 from pathlib import Path
 
-from _harness import cpu_seconds, emit, federation, ours_config, run
+from _harness import Sampler, cpu_seconds, emit, federation, ours_config, run
 
 from flowerbed.paths import app_dir
 
@@ -59,25 +58,16 @@ def total_bytes() -> int:
     return meminfo_bytes("MemTotal")
 
 
-class MemorySampler:
+class MemorySampler(Sampler):
     """The lowest MemAvailable seen while a block runs (sampled every 0.2 s)."""
+
+    interval = 0.2
 
     def __init__(self) -> None:
         self.lowest = available_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _sample(self) -> None:
-        while not self._stop.wait(0.2):
-            self.lowest = min(self.lowest, available_bytes())
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        self.lowest = min(self.lowest, available_bytes())
 
 
 def idle_cpu_percent(pids: list[int], seconds: float, settle: float = 10.0) -> float:
