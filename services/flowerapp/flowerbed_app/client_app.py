@@ -22,6 +22,7 @@ would leave it running and its node out of every later round.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import time
@@ -126,7 +127,8 @@ def _train(
     x, y = client_inputs.capped(settings, part.x_train, part.y_train)
     span.set_attribute("fl.num_examples", len(y))
     tracing = telemetry.enabled()
-    received = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    received_model = copy.deepcopy(model)  # validated after training; its weights are the update's base
+    received = received_model.state_dict()
     dp = None
     if settings.dp == "local":
         history = privacy.history_from_config(context.state.config_records.get(DP_STATE))
@@ -140,11 +142,11 @@ def _train(
         step_scope=step_scope(settings.trace_step_every) if tracing else None,
         dp=dp,
     )
-    # The global model as received is validated after training, on a model of its own: the
-    # same figures, and the first batch does not wait for them (validation was about half
-    # of a warm task's start, BENCHMARKS.md "Warm ClientApps").
+    # The global model as received is validated after training, on its copy: the same
+    # figures, and the first batch does not wait for them (validation was about half of a
+    # warm task's start, BENCHMARKS.md "Warm ClientApps").
     x_val, y_val = client_inputs.capped(settings, part.x_val, part.y_val)
-    val_loss, val_accuracy = evaluate(client_inputs.global_model(settings, msg), x_val, y_val)
+    val_loss, val_accuracy = evaluate(received_model, x_val, y_val)
     metrics = contract.metric_record(
         contract.TRAIN_METRICS,
         {

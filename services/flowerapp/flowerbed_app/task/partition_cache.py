@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -65,6 +65,9 @@ class Partition:
     y_val: np.ndarray
 
 
+_PARTITION_ARRAYS = tuple(f.name for f in fields(Partition))
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("FLOWERBED_CACHE_DIR") or Path.home() / ".cache" / "flowerbed")
 
@@ -77,9 +80,6 @@ def load_partition(spec: PartitionSpec) -> Partition:
     if not directory.is_dir():
         _save_mapped(directory, _build_partition(spec))
     return Partition(*(np.load(directory / f"{name}.npy", mmap_mode="c") for name in _PARTITION_ARRAYS))
-
-
-_PARTITION_ARRAYS = ("x_train", "y_train", "x_val", "y_val")
 
 
 def _save_mapped(directory: Path, arrays: dict[str, np.ndarray]) -> None:
