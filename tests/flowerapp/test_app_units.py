@@ -293,6 +293,60 @@ def test_weight_decay_reaches_the_clients_optimizer():
     assert norms[1] < 0.9 * norms[0], norms
 
 
+def test_the_runs_dropout_reaches_the_cnn_as_it_trains():
+    """`dropout` (a declared setting, 0 by default) sets the cnn's dropout layers for the
+    clients' training: at 0 the cnn trains bit for bit as one without dropout layers; a
+    rate set in the run config changes what it learns."""
+    from torch import nn
+
+    from flowerbed_app.task.training import round_options, train
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64)
+
+    def trained(settings: RunSettings, strip: bool = False) -> dict[str, torch.Tensor]:
+        torch.manual_seed(3)
+        model = create_model("cnn")
+        if strip:
+            model.dropout1, model.dropout2 = nn.Identity(), nn.Identity()
+        options = {**round_options(settings, 1, 1), "epochs": 1, "batch_size": 16}
+        train(model, images, labels, **options)
+        return model.state_dict()
+
+    default = RunSettings()
+    assert default.dropout == 0.0
+    without_layers = trained(default, strip=True)
+    assert all(torch.equal(v, without_layers[k]) for k, v in trained(default).items())
+    with_dropout = trained(RunSettings.from_run_config({"dropout": 0.5}))
+    assert not all(torch.equal(v, without_layers[k]) for k, v in with_dropout.items())
+    with pytest.raises(SettingsError) as err:
+        RunSettings.from_run_config({"dropout": 1.0})
+    assert err.value.key == "dropout"
+
+
+def test_gradient_clipping_bounds_each_client_step():
+    """`clip_norm` (declared, 10 by default) caps a batch gradient's L2 norm before SGD's step:
+    one plain step of rate 1 then moves the weights by at most the clipping norm."""
+    from torch import nn
+
+    from flowerbed_app.task.training import train
+
+    assert RunSettings().clip_norm == 10.0 and RunSettings.from_run_config({"clip-norm": 0}).clip_norm == 0.0
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), np.zeros(16, dtype=np.int64)
+    moved = []
+    for clip in (0.0, 0.01):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1))
+        before = torch.cat([p.detach().clone().flatten() for p in model.parameters()])
+        train(model, images, labels, learning_rate=1.0, momentum=0.0, clip_norm=clip, epochs=1, batch_size=16, seed=1)
+        moved.append(float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm()))
+    assert moved[0] > 1.0 and moved[1] == pytest.approx(0.01, rel=1e-3), moved
+    with pytest.raises(SettingsError) as err:
+        RunSettings.from_run_config({"clip-norm": -1})
+    assert err.value.key == "clip-norm"
+
+
 def test_a_train_reply_validates_the_model_as_received_not_as_trained(tmp_path, monkeypatch):
     """The ClientApp validates after training (so its first batch starts sooner): the
     figures must still be those of the global model it received."""

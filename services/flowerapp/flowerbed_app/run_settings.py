@@ -141,6 +141,25 @@ class RunSettings(DeclaredSettings):
     momentum: float = setting(0.9, "Momentum", _LOCAL, "Client SGD momentum.", ge=0, lt=1, advanced=True)
     local_epochs: int = setting(1, "Local epochs", _LOCAL, "Epochs each client trains per round.", ge=1, le=100)
     weight_decay: float = setting(0.0, "Weight decay", _LOCAL, "Client SGD L2 weight decay (0: none).", ge=0, le=1, advanced=True)
+    dropout: float = setting(  # 0 (was the seed model's 0.25/0.5): BENCHMARKS.md §3 (2026-11-27, dropout)
+        0.0,
+        "Dropout",
+        _LOCAL,
+        "Rate of the cnn's dropout layers while clients train (0: none).",
+        ge=0,
+        lt=1,
+        when={"model": ("cnn",)},
+        advanced=True,
+    )
+    clip_norm: float = setting(  # 10: BENCHMARKS.md §3 (2026-11-27, dropout)
+        10.0,
+        "Gradient clipping",
+        _LOCAL,
+        "Largest L2 norm of a client's batch gradient; larger ones are scaled down (0: no clipping).",
+        ge=0,
+        le=1e6,
+        advanced=True,
+    )
     proximal_mu: float = setting(
         0.0, "FedProx μ", _STRAT, "FedProx proximal term μ (0 = FedAvg).", ge=0, le=1e3, when={"strategy": ("fedprox",)}
     )

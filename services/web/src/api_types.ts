@@ -1400,6 +1400,18 @@ export interface components {
              */
             weight_decay: number;
             /**
+             * Dropout
+             * @description Rate of the cnn's dropout layers while clients train (0: none).
+             * @default 0
+             */
+            dropout: number;
+            /**
+             * Gradient clipping
+             * @description Largest L2 norm of a client's batch gradient; larger ones are scaled down (0: no clipping).
+             * @default 10
+             */
+            clip_norm: number;
+            /**
              * FedProx μ
              * @description FedProx proximal term μ (0 = FedAvg).
              * @default 0

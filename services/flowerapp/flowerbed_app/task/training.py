@@ -72,6 +72,8 @@ def train(
     learning_rate: float,
     momentum: float,
     weight_decay: float = 0.0,
+    dropout: float | None = None,
+    clip_norm: float = 0.0,
     epochs: int,
     batch_size: int,
     seed: int,
@@ -84,7 +86,11 @@ def train(
     """SGD with momentum over shuffled mini-batches; returns the epoch-mean metrics.
 
     proximal_mu > 0 adds FedProx's mu/2·||w − w_global||² to every batch loss
-    (w_global: `global_params`, default the model's weights on entry). `dp` trains with
+    (w_global: `global_params`, default the model's weights on entry). `dropout` sets the rate
+    of every dropout layer for this training (None: the model's own rates). `clip_norm` > 0
+    scales each batch's gradient down to that L2 norm at most: without dropout, SGD at the
+    default rate sent a client holding 91% of one class to NaN within its first epoch
+    (BENCHMARKS.md §3); DP-SGD clips per sample instead. `dp` trains with
     Opacus DP-SGD instead (per-sample clipping + noise); its proximal term would not
     reach the per-sample gradients, so the two are not combined.
     """
@@ -94,6 +100,10 @@ def train(
     # Dropout draws from torch's global generator, which every fresh process seeds at
     # random: seed it too, or the same run config never trains the same model twice.
     torch.manual_seed(seed)
+    if dropout is not None:
+        for layer in model.modules():
+            if isinstance(layer, nn.Dropout):
+                layer.p = dropout
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
     if proximal_mu > 0 and dp is not None:
         raise ValueError("proximal_mu and dp cannot be combined")
@@ -125,6 +135,8 @@ def train(
                         drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors, strict=True))
                         loss = loss + (proximal_mu / 2.0) * drift
                     loss.backward()
+                    if clip_norm > 0 and engine is None:
+                        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
                     optimizer.step()
                     loss_value = float(loss.detach())
                     if scope is not None and hasattr(scope, "set_attribute"):
@@ -229,6 +241,8 @@ def round_options(settings: RunSettings, server_round: int, node_key: int) -> di
         "learning_rate": scheduled_learning_rate(settings.learning_rate, settings.lr_schedule, server_round, settings.num_rounds),
         "momentum": settings.momentum,
         "weight_decay": settings.weight_decay,
+        "dropout": settings.dropout,
+        "clip_norm": settings.clip_norm,
         "epochs": settings.local_epochs,
         "batch_size": settings.batch_size,
         "seed": settings.seed * 100_003 + server_round * 1_009 + node_key,
