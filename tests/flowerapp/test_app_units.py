@@ -117,7 +117,11 @@ def test_dirichlet_partitions_are_label_skewed():
 
 def test_partition_cache_is_reused_and_holds_a_validation_split(tmp_path, monkeypatch):
     monkeypatch.setenv("FLOWERBED_CACHE_DIR", str(tmp_path))
+    legacy = tmp_path / "partitions" / f"{_spec('iid', 1, 3).cache_key()}.npz"  # earlier versions' single file
+    legacy.parent.mkdir()
+    legacy.write_bytes(b"old layout")
     first = load_partition(_spec("iid", 1, 3))
+    assert not legacy.exists()  # replaced by the directory below, not left to fill the disk
     entries = list((tmp_path / "partitions").iterdir())
     assert len(entries) == 1 and sorted(p.name for p in entries[0].iterdir()) == [
         "x_train.npy",

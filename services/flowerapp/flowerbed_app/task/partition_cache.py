@@ -79,6 +79,8 @@ def load_partition(spec: PartitionSpec) -> Partition:
     directory = cache_dir() / "partitions" / spec.cache_key()
     if not directory.is_dir():
         _save_mapped(directory, _build_partition(spec))
+        # The same partition in the single-file layout of earlier versions: never read again.
+        directory.with_name(f"{directory.name}.npz").unlink(missing_ok=True)
     return Partition(*(np.load(directory / f"{name}.npy", mmap_mode="c") for name in _PARTITION_ARRAYS))
 
 
