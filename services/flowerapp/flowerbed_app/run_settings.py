@@ -57,8 +57,8 @@ class RunSettings(DeclaredSettings):
         advanced=True,
     )
     seed: int = setting(42, "Seed", _RUN, "Seed for sampling, partitions and init.", ge=0, le=2**31 - 1, advanced=True)
-    fraction_train: float = setting(
-        0.8, "Train fraction", _CLIENTS, "Fraction of nodes sampled for training each round.", gt=0, le=1
+    fraction_train: float = setting(  # 0.4 with 2 local epochs (was 0.8 × 1): BENCHMARKS.md §3 (2026-11-27, defaults)
+        0.4, "Train fraction", _CLIENTS, "Fraction of nodes sampled for training each round.", gt=0, le=1
     )
     fraction_evaluate: float = setting(
         0.8, "Evaluate fraction", _CLIENTS, "Fraction of nodes sampled for federated evaluation.", gt=0, le=1, advanced=True
@@ -139,7 +139,7 @@ class RunSettings(DeclaredSettings):
         advanced=True,
     )
     momentum: float = setting(0.9, "Momentum", _LOCAL, "Client SGD momentum.", ge=0, lt=1, advanced=True)
-    local_epochs: int = setting(1, "Local epochs", _LOCAL, "Epochs each client trains per round.", ge=1, le=100)
+    local_epochs: int = setting(2, "Local epochs", _LOCAL, "Epochs each client trains per round.", ge=1, le=100)
     weight_decay: float = setting(0.0, "Weight decay", _LOCAL, "Client SGD L2 weight decay (0: none).", ge=0, le=1, advanced=True)
     dropout: float = setting(  # 0 (was the seed model's 0.25/0.5): BENCHMARKS.md §3 (2026-11-27, dropout)
         0.0,

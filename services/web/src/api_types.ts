@@ -1291,7 +1291,7 @@ export interface components {
             /**
              * Train fraction
              * @description Fraction of nodes sampled for training each round.
-             * @default 0.8
+             * @default 0.4
              */
             fraction_train: number;
             /**
@@ -1390,7 +1390,7 @@ export interface components {
             /**
              * Local epochs
              * @description Epochs each client trains per round.
-             * @default 1
+             * @default 2
              */
             local_epochs: number;
             /**
