@@ -54,13 +54,14 @@ def test_topk_compression_sends_at_least_4x_fewer_bytes(shared_federation):
 
 
 def test_local_dp_reports_the_opacus_epsilon_of_every_client(shared_federation):
-    noise, clip, delta, n, batch = 1.1, 1.0, 1e-5, 200, 50
+    noise, clip, delta, n, batch, epochs = 1.1, 1.0, 1e-5, 200, 50, 2
     outcome = run_training(
         shared_federation,
         {
             **SMALL,
             "max-train-examples": n,
             "batch-size": batch,
+            "local-epochs": epochs,
             "num-server-rounds": 2,
             "dp": "local",
             "dp-noise-multiplier": noise,
@@ -69,11 +70,11 @@ def test_local_dp_reports_the_opacus_epsilon_of_every_client(shared_federation):
         },
     )
     rounds = _completed(outcome)
-    steps_per_round = n // batch
+    steps_per_round = epochs * (n // batch)
     for number, r in enumerate(rounds, start=1):
         assert r["privacy"]["mode"] == "local" and r["privacy"]["delta"] == delta
         # fraction-train 1.0: every node trained in every round so far
-        expected = opacus_epsilon(noise, 1 / steps_per_round, steps_per_round * number, delta)
+        expected = opacus_epsilon(noise, batch / n, steps_per_round * number, delta)
         for client in r["clients"]:
             assert client["dp_steps"] == steps_per_round * number
             assert client["epsilon"] == pytest.approx(expected, rel=1e-9)
@@ -129,9 +130,10 @@ def test_krum_and_median_survive_a_garbage_node_that_breaks_fedavg(start_federat
         "min-available-nodes": 4,
         "learning-rate": 0.05,
     }
-    # FedAvg averages the garbage in: its model is ruined after round 1 and every node's round-2
-    # update is NaN. That run now fails, saying so, instead of "completing" with a broken model.
-    fedavg = run_training(federation, {**base, "strategy": "fedavg"})
+    # FedAvg averages the garbage in: its model is ruined after round 1 and, without gradient
+    # clipping, every node's round-2 update is NaN. That run fails, saying so, instead of
+    # "completing" with a broken model.
+    fedavg = run_training(federation, {**base, "strategy": "fedavg", "clip-norm": 0})
     assert fedavg.flower_status == "finished:failed", fedavg.events[-3:]
     (failed,) = fedavg.of("run_failed")
     assert "round 2: 0 valid update(s), fewer than min-nodes=4" in failed["reason"], failed

@@ -15,6 +15,7 @@ duration is printed (`pytest -s`) and appended to test-artifacts/compose-timings
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
@@ -111,9 +112,12 @@ class Federation:
 
 def bridge_gateway() -> str:
     """The Docker host's address on its default bridge: what containers on any network can reach it at."""
-    out = run(["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"]).stdout.strip()
-    assert out, "the default bridge network has no gateway"
-    return out
+    config = json.loads(run(["docker", "network", "inspect", "bridge", "-f", "{{json (index .IPAM.Config 0)}}"]).stdout)
+    if config.get("Gateway"):
+        return config["Gateway"]
+    # Some engines list only the subnet after a restart; Docker's bridge gateway is then its first address.
+    assert config.get("Subnet"), f"the default bridge network has neither gateway nor subnet: {config}"
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def site_env(answer: dict) -> dict[str, str]:
