@@ -38,26 +38,23 @@ GOALS = {"iid": (0.91, 10), "dirichlet-0.5": (0.90, 20), "dirichlet-0.1": (0.85,
 def centralized_samples_per_second(seconds: float, settings: RunSettings) -> float:
     """SGD on one process with the machine's default threads: the throughput ceiling (the run's
     batch size, dropout and gradient clipping: the same work per sample as its clients')."""
-    batch_size, options = settings.batch_size, {"dropout": settings.dropout, "clip_norm": settings.clip_norm}
+    options = {
+        "learning_rate": 0.01,
+        "momentum": 0.9,
+        "epochs": 1,
+        "batch_size": settings.batch_size,
+        "dropout": settings.dropout,
+        "clip_norm": settings.clip_norm,
+    }
     part = load_partition(PartitionSpec("/usr/share/datasets/fashion-mnist", "iid", 1, 0, 0.5, 42, 0.0))
     model = create_model("cnn")
     n = 2000
-    train(
-        model,
-        part.x_train[:256],
-        part.y_train[:256],
-        learning_rate=0.01,
-        momentum=0.9,
-        epochs=1,
-        batch_size=batch_size,
-        seed=0,
-        **options,
-    )  # warm-up
+    train(model, part.x_train[:256], part.y_train[:256], seed=0, **options)  # warm-up
     done, started = 0, time.perf_counter()
     offset = 0
     while time.perf_counter() - started < seconds:
         x, y = part.x_train[offset : offset + n], part.y_train[offset : offset + n]
-        train(model, x, y, learning_rate=0.01, momentum=0.9, epochs=1, batch_size=batch_size, seed=done, **options)
+        train(model, x, y, seed=done, **options)
         done += len(y)
         offset = (offset + n) % (len(part.y_train) - n)
     return done / (time.perf_counter() - started)
